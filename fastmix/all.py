@@ -5,11 +5,15 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #c6dc02b2
+# %% ../nbs/99_all.ipynb #42c11ec5
 from fastai.vision.all import *
 from .core import *
 from .mixup import *
 from .cutmix import *
+from .places import *
+from .manifold import *
+from .nfm import *
+from .patchup import *
 
 # star-imported names are not nbdev exports: list every public name explicitly
 __all__ = [o for o in dir() if not o.startswith('_')]
