@@ -1,0 +1,180 @@
+"""Shared pieces of the fastmix benchmark: the callbacks compared, synthetic data, one Learner per variant, step markers.
+
+Every variant of one configuration gets the same initial weights (one `state_dict`), the same batches (its own copy,
+because fastai's `CutMix` pastes into the batch in place) and the same Learner set-up: torchvision resnet18
+(num_classes=10), `CrossEntropyLossFlat`, fastai's default optimiser (Adam), constant learning rate, no progress bar,
+no validation. Only the mixing callback differs.
+"""
+from __future__ import annotations
+import importlib, pkgutil, sys, time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torchvision
+from fastai.basics import (Callback, CancelValidException, CrossEntropyLossFlat, DataLoaders, Learner, noop)
+from fastai.callback.progress import ProgressCallback
+
+# the names of the three later fastmix callbacks, imported lazily (they may not exist yet)
+LATER = ('ManifoldMixup', 'NoisyFeatureMixup', 'PatchUp')
+
+
+def find_fastmix(name:str):
+    "The fastmix callback class `name`, from `fastmix.all` or any fastmix submodule; None when it does not exist (yet)"
+    import fastmix
+    allmod = importlib.import_module('fastmix.all')
+    if hasattr(allmod, name): return getattr(allmod, name)
+    for info in pkgutil.iter_modules(fastmix.__path__):
+        if info.name in ('all', '_modidx', 'cli'): continue
+        try: mod = importlib.import_module(f'fastmix.{info.name}')
+        except Exception: continue
+        if isinstance(getattr(mod, name, None), type): return getattr(mod, name)
+    return None
+
+
+def factories(only=None, verbose:bool=True) -> dict:
+    "Variant name -> factory of a fresh callback (None for plain training). `only`: names to keep (plain always kept)"
+    from fastmix.all import MixUp, CutMix
+    import fastai.callback.mixup as fa
+    d = {'plain': None, 'fastmix.MixUp': MixUp, 'fastmix.CutMix': CutMix}
+    for name in LATER:
+        cls = find_fastmix(name)
+        if cls is None:
+            if verbose: print(f"note: fastmix.{name} is not available yet; skipped", file=sys.stderr)
+        else: d[f'fastmix.{name}'] = cls
+    d['fastai.MixUp'],d['fastai.CutMix'] = fa.MixUp,fa.CutMix
+    if only: d = {k:v for k,v in d.items() if k == 'plain' or k in only or k.split('.', 1)[-1] in only}
+    return d
+
+
+def detail_factories() -> dict:
+    "One mixing place at a time, and the per-sample options: where the extra element writes come from (counts only)"
+    from functools import partial
+    from fastmix.all import MixUp, CutMix
+    d = {'fastmix.MixUp(per_sample=True)': partial(MixUp, per_sample=True),
+         'fastmix.CutMix(per_sample=True)': partial(CutMix, per_sample=True)}
+    for name,kw in (('ManifoldMixup', {}), ('NoisyFeatureMixup', {}), ('PatchUp', dict(p=1.))):
+        cls = find_fastmix(name)
+        if cls is not None: d[f'fastmix.{name} at layer1 only'] = partial(cls, places=['layer1'], mix_input=False, **kw)
+    return d
+
+
+@dataclass
+class Config:
+    "One benchmark configuration: input side, batch size, device"
+    size:int
+    bs:int
+    device:str = 'cpu'
+    @property
+    def label(self): return f'{self.size}x{self.size} bs{self.bs}'
+
+
+def init_state(seed:int=0) -> dict:
+    "The initial weights every variant starts from"
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return {k:v.clone() for k,v in torchvision.models.resnet18(num_classes=10).state_dict().items()}
+
+
+def make_batches(cfg:Config, n:int, seed:int=0) -> list:
+    "`n` synthetic batches `(x, y)`: normal noise images, 10 classes, on `cfg.device`"
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(cfg.bs, 3, cfg.size, cfg.size, generator=g).to(cfg.device),
+             torch.randint(0, 10, (cfg.bs,), generator=g).to(cfg.device)) for _ in range(n)]
+
+
+class BatchList:
+    "A minimal loader over ready batches, so that no data loading or collation runs between timed steps"
+    def __init__(self, batches:list, device='cpu'): self.batches,self.device = batches,torch.device(device)
+    def __len__(self): return len(self.batches)
+    def __iter__(self): return iter(self.batches)
+    def to(self, device): self.device = torch.device(device); return self
+
+
+class NoValidation(Callback):
+    "Skip validation: only training steps are measured"
+    order = 0
+    def before_validate(self): raise CancelValidException()
+
+
+class Marks(Callback):
+    "Calls `ctl.mark(event, first)` at every batch event; one instance runs first (order -1000), one last (order 1000)"
+    run_valid = False
+    def __init__(self, ctl, first:bool): self.ctl,self.first,self.order = ctl,first,(-1000 if first else 1000)
+for _ev in ('before_batch', 'after_pred', 'after_loss', 'before_backward', 'after_backward',
+            'before_step', 'after_step', 'after_batch'):
+    setattr(Marks, _ev, (lambda ev: lambda self: self.ctl.mark(ev, self.first))(_ev))
+
+
+class StepControl:
+    "Default step control: marks the start (first `before_batch`) and the end (last `after_batch`) of each training step"
+    def __init__(self): self.step = -1
+    def mark(self, event:str, first:bool):
+        if event == 'before_batch' and first: self.step += 1; self.step_start()
+        elif event == 'after_batch' and not first: self.step_end()
+    def step_start(self): pass
+    def step_end(self): pass
+
+
+def sync(device):
+    "Wait for the device (CUDA only); called at the ends of timed regions, never inside a step"
+    if torch.device(device).type == 'cuda': torch.cuda.synchronize()
+
+
+def build_learner(cfg:Config, factory, state:dict, batches:list, ctl=None) -> Learner:
+    "A Learner on `batches` with the weights `state`, the callback made by `factory` and the step markers of `ctl`"
+    model = torchvision.models.resnet18(num_classes=10)
+    model.load_state_dict(state)
+    model.to(cfg.device)
+    dls = DataLoaders(BatchList(batches, cfg.device), BatchList([], cfg.device), device=cfg.device)
+    cbs = [NoValidation()] + ([factory()] if factory is not None else [])
+    if ctl is not None: cbs += [Marks(ctl, True), Marks(ctl, False)]
+    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), cbs=cbs)
+    learn.remove_cbs([cb for cb in learn.cbs if isinstance(cb, ProgressCallback)])
+    learn.logger = noop
+    return learn
+
+
+def fit(learn:Learner, lr:float=1e-3):
+    "One epoch over the Learner's batches at a constant learning rate"
+    learn.fit(1, lr=lr)
+
+
+def clone_batches(batches:list) -> list:
+    return [(x.clone(), y.clone()) for x,y in batches]
+
+
+def seed_all(seed:int):
+    torch.manual_seed(seed); np.random.seed(seed)
+    import random; random.seed(seed)
+
+
+def machine_info() -> dict:
+    "nproc, CPU model, torch/fastai/torchvision versions, threads, device"
+    import os, platform, fastai
+    cpu = platform.processor() or ''
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = next((l.split(':', 1)[1].strip() for l in f if l.startswith('model name')), cpu)
+    except OSError: pass
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'
+    return dict(nproc=os.cpu_count(), cpu=cpu, gpu=gpu, torch=torch.__version__, fastai=fastai.__version__,
+                torchvision=torchvision.__version__, torch_threads=torch.get_num_threads(), python=platform.python_version())
+
+
+def md_table(rows:list, cols:list|None=None, fmt:dict|None=None) -> str:
+    "A markdown table of a list of dicts"
+    if not rows: return '(no rows)\n'
+    cols = cols or list(rows[0])
+    fmt = fmt or {}
+    def cell(r, c):
+        v = r.get(c, '')
+        if v is None or v == '': return ''
+        f = fmt.get(c)
+        return f(v) if callable(f) else (format(v, f) if f else str(v))
+    lines = ['| ' + ' | '.join(cols) + ' |', '|' + '|'.join('---' for _ in cols) + '|']
+    lines += ['| ' + ' | '.join(cell(r, c) for c in cols) + ' |' for r in rows]
+    return '\n'.join(lines) + '\n'
+
+
+def now() -> float: return time.perf_counter()
