@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #42c11ec5
+# %% ../nbs/99_all.ipynb #357989e8
 from fastai.vision.all import *
 from .core import *
 from .mixup import *
