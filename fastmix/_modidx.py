@@ -88,6 +88,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'fastmix.core.MixCallback.mixed_loss': ('core.html#mixcallback.mixed_loss', 'fastmix/core.py'),
                               'fastmix.core.check_alpha': ('core.html#check_alpha', 'fastmix/core.py'),
                               'fastmix.core.check_number': ('core.html#check_number', 'fastmix/core.py'),
+                              'fastmix.core.inner_model': ('core.html#inner_model', 'fastmix/core.py'),
                               'fastmix.core.pair_perm': ('core.html#pair_perm', 'fastmix/core.py'),
                               'fastmix.core.sample_lam': ('core.html#sample_lam', 'fastmix/core.py'),
                               'fastmix.core.show_mixed': ('core.html#show_mixed', 'fastmix/core.py'),

@@ -14,7 +14,8 @@ from fastai.callback.mixup import reduce_loss
 from fastai.layers import NoneReduce
 
 # %% auto #0
-__all__ = ['check_alpha', 'check_number', 'pair_perm', 'sample_lam', 'MixCallback', 'synth_learner', 'BatchSpy', 'show_mixed']
+__all__ = ['check_alpha', 'check_number', 'pair_perm', 'sample_lam', 'inner_model', 'MixCallback', 'synth_learner', 'BatchSpy',
+           'show_mixed']
 
 # %% ../nbs/00_core.ipynb #89750b51
 def check_alpha(alpha, name:str='alpha') -> float:
@@ -48,6 +49,10 @@ def sample_lam(rng:np.random.Generator, alpha:float, n:int|None=None):
 
 # %% ../nbs/00_core.ipynb #f3aa43aa
 _INPUT = 'input'  # the name of the input place
+
+def inner_model(model:nn.Module) -> nn.Module:
+    "The user's model inside a `DistributedDataParallel` or `DataParallel` wrapper (fastai's distributed training adds one)"
+    return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
 
 class MixCallback(Callback):
     "Base of the fastmix callbacks: pairs, weights, place, hook, loss and clean-up; subclasses say how to mix"
@@ -116,7 +121,8 @@ class MixCallback(Callback):
 
     def _seed_rng(self):
         seed = self.seed if self.seed is not None else int(torch.randint(0, 2**62, ()))  # CPU: no device sync
-        self.rng,self._gens = np.random.default_rng(seed),{}
+        rank = rank_distrib()  # each process of a distributed run draws its own pairs and weights
+        self.rng,self._gens = np.random.default_rng([seed, rank] if rank else seed),{}
 
     def _resolve(self, model:nn.Module, places) -> list:
         "`(name, module)` for each place given by name or module"
@@ -149,8 +155,12 @@ class MixCallback(Callback):
         use_input = self.mix_input
         if use_input is None: use_input = all(torch.is_tensor(x) and x.is_floating_point() for x in xb)
         if use_input: self.check_input(xb)
-        model = self.learn.model
+        model = inner_model(self.learn.model)
         hidden = self._resolve(model, self.default_places(model) if self.places is None else self.places)
+        if hidden and isinstance(self.learn.model, nn.DataParallel) and len(self.learn.model.device_ids) > 1:
+            raise ValueError(f"{type(self).__name__} cannot mix a hidden layer under nn.DataParallel: it splits the batch across "
+                             "devices inside the forward pass, so a hidden place sees only part of it. Train with "
+                             "DistributedDataParallel (`with learn.distrib_ctx(): learn.fit(...)`), or mix only the input.")
         self._places = ([(_INPUT, None)] if use_input else []) + hidden
         if not self._places:
             raise ValueError(f"{type(self).__name__} has no place to mix: the input is off and no hidden place was found "
