@@ -14,6 +14,7 @@ from .places import *
 from .manifold import *
 from .nfm import *
 from .patchup import *
+from .oneof import *
 
 # star-imported names are not nbdev exports: list every public name explicitly
 __all__ = [o for o in dir() if not o.startswith('_')]

@@ -146,12 +146,18 @@ class MixCallback(Callback):
             res.append((name, m))
         return res
 
-    def _setup(self, xb:tuple):
-        "Check the Learner and the first batch, and fix the places; raises before anything is changed"
-        others = [type(cb).__name__ for cb in self.learn.cbs if isinstance(cb, MixCallback) and cb is not self]
+    def _check_alone(self):
+        "Raise if the Learner has another fastmix callback (a `MixOneOf` holding this one does not count)"
+        others = [type(cb).__name__ for cb in self.learn.cbs
+                  if isinstance(cb, MixCallback) and cb is not self and cb is not getattr(self, '_parent', None)]
         if others:
             raise ValueError(f"The Learner has more than one fastmix callback ({type(self).__name__} and {', '.join(others)}): "
-                             "each would mix the other's mixed batch. Attach only one (remove the other with `learn.remove_cb`).")
+                             "each would mix the other's mixed batch. Attach only one (remove the other with `learn.remove_cb`), "
+                             "or alternate between them per batch with `MixOneOf([...])`.")
+
+    def _setup(self, xb:tuple):
+        "Check the Learner and the first batch, and fix the places; raises before anything is changed"
+        self._check_alone()
         use_input = self.mix_input
         if use_input is None: use_input = all(torch.is_tensor(x) and x.is_floating_point() for x in xb)
         if use_input: self.check_input(xb)
