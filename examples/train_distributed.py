@@ -3,8 +3,8 @@
 On 2 CPU processes (gloo):  python -m torch.distributed.run --standalone --nproc_per_node 2 examples/train_distributed.py
 On the GPUs of a machine:   accelerate launch examples/train_distributed.py
 
-Each process trains a small ResNet on scikit-learn's digits with MixUp, CutMix, ManifoldMixup, NoisyFeatureMixup and
-PatchUp in turn, inside `learn.distrib_ctx()`, and records what it saw. Process 0 gathers the records, checks them,
+Each process trains a small ResNet on scikit-learn's digits with MixUp, CutMix, ManifoldMixup, NoisyFeatureMixup,
+PatchUp and MixOneOf in turn, inside `learn.distrib_ctx()`, and records what it saw. Process 0 gathers the records, checks them,
 prints a table and writes it to OUT/summary.json. The exit status is 1 if a check failed.
 """
 import argparse, json, os, sys
@@ -32,10 +32,10 @@ class Witness(Callback):
     def __init__(self, mixer): self.mixer,self.rows = mixer,[]
     def before_batch(self): self.x = self.learn.xb[0]
     def after_pred(self):
-        m = self.mixer
-        if not m.mixing: return
+        m = self.mixer.active if isinstance(self.mixer, MixOneOf) else self.mixer  # the method drawn for this batch
+        if m is None or not m.mixing: return
         bs = len(self.x)
-        row = dict(bs=bs, place=m.place[0], wrapped=isinstance(self.learn.model, nn.parallel.DistributedDataParallel),
+        row = dict(bs=bs, method=type(m).__name__, place=m.place[0], wrapped=isinstance(self.learn.model, nn.parallel.DistributedDataParallel),
                    local_perm=bool(torch.equal(m.perm.sort().values, torch.arange(bs, device=m.perm.device))),
                    lam=float(np.mean(m.lam)) if hasattr(m, 'lam') else None, batch_sum=float(self.x.sum()))
         if m.place[0] == 'input':  # the mixed input is made from this process's batch alone
@@ -64,7 +64,8 @@ def run_one(name:str, make_cb, dls, epochs:int, cpu:bool) -> dict:
                 params=flat.double().sum().item(), params_abs=flat.double().abs().sum().item())
 
 METHODS = dict(MixUp=lambda: MixUp(0.4), CutMix=lambda: CutMix(1.0), ManifoldMixup=lambda: ManifoldMixup(2.0),
-               NoisyFeatureMixup=lambda: NoisyFeatureMixup(1.0), PatchUp=lambda: PatchUp())
+               NoisyFeatureMixup=lambda: NoisyFeatureMixup(1.0), PatchUp=lambda: PatchUp(),
+               MixOneOf=lambda: MixOneOf([MixUp(1.0), CutMix(1.0), ManifoldMixup(2.0, mix_input=False)]))
 
 def check(records:list) -> list:
     "Cross-process checks of one method's records (one per process): a list of (check, passed)"
@@ -108,6 +109,7 @@ def main(argv=None):
         checks = check(records)
         ok &= all(p for _,p in checks)
         summary.append(dict(method=name, processes=len(records), batches=[len(r['batches']) for r in records],
+                            drawn=sorted({row['method'] for r in records for row in r['batches']}),
                             places=sorted({row['place'] for r in records for row in r['batches']}),
                             accuracy=records[0]['accuracy'], checks={c:p for c,p in checks}))
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
