@@ -212,7 +212,7 @@ class MixCallback(Callback):
         if module is None:
             self.learn.xb = tuple(self.mix(x, True) for x in xb)
             self.mixed_yb = self.mix_targets(yb, xb)
-        else: self._handles.append(module.register_forward_hook(self._hook))
+        else: self._handles.append(module.register_forward_hook(self._hook, prepend=True))  # before others' hooks: they see the mix
         self.mixing = True
 
     @torch.no_grad()

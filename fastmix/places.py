@@ -37,6 +37,11 @@ def _stacked_layers(model:nn.Sequential) -> list:
 # %% ../nbs/04_places.ipynb #6756bd90
 def find_places(model:nn.Module) -> dict:
     "Eligible hidden places of `model`: `dict(kind='cnn'|'mlp', stem=name|None, stages=[names])`, last stage excluded"
+    if any(c.__name__ == 'DynamicUnet' for c in type(model).__mro__):
+        raise ValueError("fastmix does not choose hidden places in a U-Net (DynamicUnet): its skip connections carry the unmixed "
+                         "features of the input and of every earlier encoder stage to the decoder, so each sample's own features "
+                         "would reach the prediction past any hidden place. Mix the input (MixUp or CutMix, which mix the masks "
+                         "too), or pass `places=[...]` if you accept that.")
     names = [n for n,_ in model.named_children()]
     layers = sorted((n for n in names if re.fullmatch(r'layer\d+', n)), key=lambda n: int(n[5:]))
     if len(layers) >= 2:
