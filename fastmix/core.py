@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #fa03a383
 from __future__ import annotations
-import math
+import math, numbers
 import numpy as np
 import torch
 from torch import nn, Tensor
@@ -14,16 +14,29 @@ from fastai.callback.mixup import reduce_loss
 from fastai.layers import NoneReduce
 
 # %% auto #0
-__all__ = ['check_alpha', 'check_number', 'pair_perm', 'sample_lam', 'inner_model', 'MixCallback', 'synth_learner', 'BatchSpy',
-           'show_mixed']
+__all__ = ['check_alpha', 'check_alpha_schedule', 'check_number', 'pair_perm', 'sample_lam', 'inner_model', 'MixCallback',
+           'synth_learner', 'BatchSpy', 'show_mixed']
 
 # %% ../nbs/00_core.ipynb #89750b51
+def _is_positive(v) -> bool: return not isinstance(v, bool) and isinstance(v, numbers.Real) and math.isfinite(v) and v > 0
+
 def check_alpha(alpha, name:str='alpha') -> float:
     "`alpha` as a float, or a `ValueError` if it is not a positive finite number"
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha <= 0:
+    if not _is_positive(alpha):
         raise ValueError(f"`{name}` must be a positive number (the Beta({name}, {name}) parameter), got {alpha!r}. "
                          f"Typical values are 0.2 to 2.0.")
     return float(alpha)
+
+def check_alpha_schedule(alpha, name:str='alpha'):
+    "A positive number as a float, or a schedule: a function of the fraction of training done whose values are positive"
+    if not callable(alpha): return check_alpha(alpha, name)
+    for pos in (0., 0.5, 1.):
+        try: v = alpha(pos)
+        except Exception as e:
+            raise ValueError(f"`{name}` is callable, so it must be a schedule: a function of the fraction of training done "
+                             f"(0 to 1), such as fastai's `SchedLin(0.2, 1.0)`. Calling it with {pos} raised {e!r}.") from None
+        if not _is_positive(v): raise ValueError(f"The `{name}` schedule must return positive numbers, but {name}({pos}) = {v!r}.")
+    return alpha
 
 def check_number(v, name:str, lo:float=0., hi:float=1., lo_open:bool=False) -> float:
     "`v` as a float, or a `ValueError` if it is not a number in the range `lo..hi` (`lo` excluded if `lo_open`)"
@@ -59,14 +72,14 @@ class MixCallback(Callback):
     order,run_valid = 0,False  # after_loss must run before GradientAccumulation (6) and MixedPrecision (10)
     needs_4d = False           # whether `mix` needs (batch, channel, height, width) tensors at the input
     def __init__(self,
-        alpha:float=1.,           # Beta(alpha, alpha) parameter of the mixing weight
+        alpha:float|Callable=1.,  # Beta(alpha, alpha) parameter of the mixing weight, or a schedule of it (see below)
         p:float=1.,               # probability that a training batch is mixed
         stop_at:float|None=None,  # stop mixing after this fraction of training (None: never)
         per_sample:bool=False,    # one weight per sample instead of one per batch
         distinct:bool=False,      # never pair a sample with itself
         seed:int|None=None,       # seed of the callback's own generators (None: from the global one at each fit)
     ):
-        self.alpha = check_alpha(alpha)
+        self.alpha = check_alpha_schedule(alpha)
         self.p = check_number(p, 'p')
         self.stop_at = None if stop_at is None else check_number(stop_at, 'stop_at', lo_open=True)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -79,7 +92,7 @@ class MixCallback(Callback):
     # -- what subclasses override ------------------------------------------------------------------
     def draw(self, bs:int):
         "Draw this batch's random scalars from `self.rng`"
-        self.lam = sample_lam(self.rng, self.alpha, bs if self.per_sample else None)
+        self.lam = sample_lam(self.rng, self.current_alpha(), bs if self.per_sample else None)
 
     def mix(self, h:Tensor, at_input:bool) -> Tensor:
         "Mix `h` with `h[self.perm]`; set `self.own_weight`"
@@ -94,6 +107,12 @@ class MixCallback(Callback):
         return []
 
     # -- helpers for subclasses --------------------------------------------------------------------
+    def current_alpha(self) -> float:
+        "`alpha`, or its schedule's value at the fraction of training done (at 0 outside training)"
+        if not callable(self.alpha): return self.alpha
+        pos = self.learn.pct_train if self.learn is not None and getattr(self.learn, 'training', False) else 0.
+        return check_alpha(self.alpha(pos), f'alpha({pos:.3f})')
+
     def generator(self, device) -> torch.Generator:
         "The callback's generator on `device`, made on first use from `self.rng`"
         key = str(torch.device(device))

@@ -22,7 +22,7 @@ class CutMix(MixCallback):
     "Paste a box of the partner image into each image; own weight = 1 - exact box area (Yun et al. 2019)"
     needs_4d = True
     def __init__(self,
-        alpha:float=1.,           # Beta(alpha, alpha) parameter of `lam`
+        alpha:float|Callable=1.,  # Beta(alpha, alpha) parameter of `lam`, or a schedule of it
         p:float=1.,               # probability that a training batch is mixed (official CIFAR recipe: 0.5)
         stop_at:float|None=None,  # stop mixing after this fraction of training (None: never)
         per_sample:bool=False,    # one box per sample instead of one per batch

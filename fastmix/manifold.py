@@ -27,7 +27,7 @@ def check_places(places) -> list|None:
 class ManifoldMixup(MixUp):
     "MixUp at the input or at the output of a hidden stage drawn uniformly per batch (Verma et al. 2019)"
     def __init__(self,
-        alpha:float=2.,            # Beta(alpha, alpha) parameter of `lam`
+        alpha:float|Callable=2.,   # Beta(alpha, alpha) parameter of `lam`, or a schedule of it
         places:list|None=None,     # hidden places (module names or modules); None: found by `find_places`
         mix_input:bool|None=None,  # also mix at the input; None: when every input is a float tensor
         p:float=1.,                # probability that a training batch is mixed

@@ -14,7 +14,7 @@ __all__ = ['MixUp']
 class MixUp(MixCallback):
     "Mix inputs as `lam*x + (1-lam)*x[perm]` and weigh the targets `lam`, `1-lam` (Zhang et al. 2018)"
     def __init__(self,
-        alpha:float=0.4,          # Beta(alpha, alpha) parameter of `lam`
+        alpha:float|Callable=0.4, # Beta(alpha, alpha) parameter of `lam`, or a schedule of it
         p:float=1.,               # probability that a training batch is mixed
         stop_at:float|None=None,  # stop mixing after this fraction of training (None: never)
         per_sample:bool=False,    # one `lam` per sample (fastai's way) instead of one per batch (the paper's)

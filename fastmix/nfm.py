@@ -23,7 +23,7 @@ def add_feature_noise(h:Tensor, add:float, mult:float, generator:torch.Generator
 class NoisyFeatureMixup(ManifoldMixup):
     "Manifold Mixup, then `(1 + m*s2*u)*mixed + a*s1*e` noise at the mixing place (Lim et al. 2022)"
     def __init__(self,
-        alpha:float=1.,              # Beta(alpha, alpha) parameter of `lam`
+        alpha:float|Callable=1.,     # Beta(alpha, alpha) parameter of `lam`, or a schedule of it
         add_noise_level:float=0.4,   # `a`: scale of the additive Gaussian noise
         mult_noise_level:float=0.2,  # `m`: scale of the multiplicative uniform noise
         manifold_mixup:bool=True,    # mix at hidden places too; False: input-only noisy mixup

@@ -27,7 +27,7 @@ def block_holes(shape, gamma:float, block_size:int, generator=None, device=None,
 class PatchUp(CutMix):
     "Swap (hard) or blend (soft) blocks of hidden 4-D feature maps with the partner's; CutMix at the input (Faramarzi et al. 2022)"
     def __init__(self,
-        alpha:float=2.,              # Beta(alpha, alpha) parameter of `lam` (CutMix area; soft blending)
+        alpha:float|Callable=2.,     # Beta(alpha, alpha) parameter of `lam`, or a schedule of it (CutMix area; soft blending)
         patchup_type:str='hard',     # 'hard' (swap blocks) or 'soft' (blend blocks)
         gamma:float|None=None,       # block probability; None: 0.5 hard, 0.75 soft
         block_size:int=7,            # side of the blocks
