@@ -15,7 +15,7 @@ from fastai.layers import NoneReduce
 
 # %% auto #0
 __all__ = ['check_alpha', 'check_alpha_schedule', 'check_number', 'pair_perm', 'sample_lam', 'inner_model', 'MixCallback',
-           'synth_learner', 'BatchSpy', 'show_mixed']
+           'show_mixed']
 
 # %% ../nbs/00_core.ipynb #89750b51
 def _is_positive(v) -> bool: return not isinstance(v, bool) and isinstance(v, numbers.Real) and math.isfinite(v) and v > 0
@@ -291,26 +291,6 @@ class MixCallback(Callback):
         d = {k:v for k,v in self.__dict__.items() if k not in ('_handles','_gens','rng','perm','own_weight','mixed_yb','place','lam')}
         d.update(_handles=[], _gens={}, rng=None, perm=None, own_weight=None, mixed_yb=None, place=None)
         return d
-
-# %% ../nbs/00_core.ipynb #f81fe71e
-def synth_learner(cbs=None, n:int=64, bs:int=16, loss_func=None, y_float:bool=False, model=None, **kwargs) -> Learner:
-    "A tiny deterministic `Learner` (2-D points, 2 classes, unshuffled) for testing mixing callbacks"
-    x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
-    y = (x[:,0] > 0).long()
-    if y_float: y = y.float()[:,None]
-    dset = list(zip(x, y))
-    dls = DataLoaders(TfmdDL(dset, bs=bs, shuffle=False, num_workers=0), TfmdDL(dset, bs=bs, num_workers=0), device='cpu')
-    if model is None:
-        with torch.random.fork_rng():  # the same initial weights every time, global RNG untouched
-            torch.manual_seed(0); model = nn.Linear(2, 1 if y_float else 2)
-    if loss_func is None: loss_func = BCEWithLogitsLossFlat() if y_float else CrossEntropyLossFlat()
-    return Learner(dls, model, loss_func=loss_func, cbs=cbs, **kwargs)
-
-class BatchSpy(Callback):
-    "Record inputs, targets and loss of each training batch, as the model and optimiser see them"
-    order,run_valid = 5,False
-    def before_fit(self): self.seen = []
-    def after_loss(self): self.seen.append(([x.detach().clone() for x in self.learn.xb], self.learn.loss.detach().clone()))
 
 # %% ../nbs/00_core.ipynb #7f52d1ac
 def show_mixed(cb:MixCallback, dls:DataLoaders, n:int=8, nrows:int=2, figsize=None, b=None):
