@@ -6,56 +6,32 @@ because fastai's `CutMix` pastes into the batch in place) and the same Learner s
 no validation. Only the mixing callback differs.
 """
 from __future__ import annotations
-import importlib, pkgutil, sys, time
+import time
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 import torchvision
-from fastai.basics import (Callback, CancelValidException, CrossEntropyLossFlat, DataLoaders, Learner, noop)
-from fastai.callback.progress import ProgressCallback
+from fastai.basics import Callback, CancelValidException, CrossEntropyLossFlat, DataLoaders, Learner
+import fastai.callback.mixup as fastai_mixup
+from fastmix.all import MixUp, CutMix, ManifoldMixup, NoisyFeatureMixup, PatchUp
 
-# the names of the three later fastmix callbacks, imported lazily (they may not exist yet)
-LATER = ('ManifoldMixup', 'NoisyFeatureMixup', 'PatchUp')
-
-
-def find_fastmix(name:str):
-    "The fastmix callback class `name`, from `fastmix.all` or any fastmix submodule; None when it does not exist (yet)"
-    import fastmix
-    allmod = importlib.import_module('fastmix.all')
-    if hasattr(allmod, name): return getattr(allmod, name)
-    for info in pkgutil.iter_modules(fastmix.__path__):
-        if info.name in ('all', '_modidx', 'cli'): continue
-        try: mod = importlib.import_module(f'fastmix.{info.name}')
-        except Exception: continue
-        if isinstance(getattr(mod, name, None), type): return getattr(mod, name)
-    return None
-
-
-def factories(only=None, verbose:bool=True) -> dict:
+def factories(only=None) -> dict:
     "Variant name -> factory of a fresh callback (None for plain training). `only`: names to keep (plain always kept)"
-    from fastmix.all import MixUp, CutMix
-    import fastai.callback.mixup as fa
-    d = {'plain': None, 'fastmix.MixUp': MixUp, 'fastmix.CutMix': CutMix}
-    for name in LATER:
-        cls = find_fastmix(name)
-        if cls is None:
-            if verbose: print(f"note: fastmix.{name} is not available yet; skipped", file=sys.stderr)
-        else: d[f'fastmix.{name}'] = cls
-    d['fastai.MixUp'],d['fastai.CutMix'] = fa.MixUp,fa.CutMix
+    d = {'plain': None, 'fastmix.MixUp': MixUp, 'fastmix.CutMix': CutMix, 'fastmix.ManifoldMixup': ManifoldMixup,
+         'fastmix.NoisyFeatureMixup': NoisyFeatureMixup, 'fastmix.PatchUp': PatchUp,
+         'fastai.MixUp': fastai_mixup.MixUp, 'fastai.CutMix': fastai_mixup.CutMix}
     if only: d = {k:v for k,v in d.items() if k == 'plain' or k in only or k.split('.', 1)[-1] in only}
     return d
 
 
 def detail_factories() -> dict:
     "One mixing place at a time, and the per-sample options: where the extra element writes come from (counts only)"
-    from functools import partial
-    from fastmix.all import MixUp, CutMix
     d = {'fastmix.MixUp(per_sample=True)': partial(MixUp, per_sample=True),
          'fastmix.CutMix(per_sample=True)': partial(CutMix, per_sample=True)}
-    for name,kw in (('ManifoldMixup', {}), ('NoisyFeatureMixup', {}), ('PatchUp', dict(p=1.))):
-        cls = find_fastmix(name)
-        if cls is not None: d[f'fastmix.{name} at layer1 only'] = partial(cls, places=['layer1'], mix_input=False, **kw)
+    for cls,kw in ((ManifoldMixup, {}), (NoisyFeatureMixup, {}), (PatchUp, dict(p=1.))):
+        d[f'fastmix.{cls.__name__} at layer1 only'] = partial(cls, places=['layer1'], mix_input=False, **kw)
     return d
 
 
@@ -129,15 +105,7 @@ def build_learner(cfg:Config, factory, state:dict, batches:list, ctl=None) -> Le
     dls = DataLoaders(BatchList(batches, cfg.device), BatchList([], cfg.device), device=cfg.device)
     cbs = [NoValidation()] + ([factory()] if factory is not None else [])
     if ctl is not None: cbs += [Marks(ctl, True), Marks(ctl, False)]
-    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), cbs=cbs)
-    learn.remove_cbs([cb for cb in learn.cbs if isinstance(cb, ProgressCallback)])
-    learn.logger = noop
-    return learn
-
-
-def fit(learn:Learner, lr:float=1e-3):
-    "One epoch over the Learner's batches at a constant learning rate"
-    learn.fit(1, lr=lr)
+    return Learner(dls, model, loss_func=CrossEntropyLossFlat(), cbs=cbs)
 
 
 def clone_batches(batches:list) -> list:

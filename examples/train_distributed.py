@@ -15,6 +15,7 @@ from fastai.vision.all import *
 from fastai.distributed import *
 from fastmix.all import *  # after fastai, whose star-import has its own MixUp and CutMix
 from fastmix.data import digits_dls
+from fastmix.testing import n_hooks, quiet_fit
 
 def patch_cpu_broadcast():
     "fastai's `DistributedDL` broadcasts the sample order through a CUDA tensor, which gloo on CPU cannot take: use a CPU one"
@@ -45,21 +46,18 @@ class Witness(Callback):
                 row['from_local_batch'] = bool(torch.allclose(xm, torch.lerp(xo, x, m.as_weight(m.lam, x)), atol=1e-6))
         self.rows.append(row)
 
-def forward_hooks(model): return sum(len(m._forward_hooks) for m in model.modules())
-
 def run_one(name:str, make_cb, dls, epochs:int, cpu:bool) -> dict:
     cb = make_cb()
     learn = Learner(dls, small_resnet(), loss_func=CrossEntropyLossFlat(), cbs=cb)
     witness = Witness(cb); learn.add_cb(witness)
-    loss_func,hooks_before = learn.loss_func,forward_hooks(learn.model)
-    with learn.distrib_ctx(sync_bn=not cpu, cpu=cpu), learn.no_bar(), learn.no_logging():  # SyncBatchNorm needs GPUs
-        learn.fit_one_cycle(epochs, 3e-3)
+    loss_func,hooks_before = learn.loss_func,n_hooks(learn.model)
+    with learn.distrib_ctx(sync_bn=not cpu, cpu=cpu): quiet_fit(learn, epochs, 3e-3, one_cycle=True)  # SyncBatchNorm needs GPUs
     with learn.no_bar(): probs,targs = learn.get_preds()  # after the context: this process alone, on the whole validation set, unmixed
     flat = torch.cat([p.detach().flatten() for p in learn.model.parameters()])
     return dict(method=name, rank=rank_distrib(), batches=witness.rows,
                 train_loss=float(learn.smooth_loss), accuracy=float((probs.argmax(1) == targs).float().mean()),
                 unwrapped=not isinstance(learn.model, nn.parallel.DistributedDataParallel),
-                hooks_left=forward_hooks(learn.model) - hooks_before, loss_func_kept=learn.loss_func is loss_func,
+                hooks_left=n_hooks(learn.model) - hooks_before, loss_func_kept=learn.loss_func is loss_func,
                 probs_sum_to_1=bool(torch.allclose(probs.sum(1), torch.ones(len(probs)), atol=1e-4)),
                 params=flat.double().sum().item(), params_abs=flat.double().abs().sum().item())
 

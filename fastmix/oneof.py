@@ -10,6 +10,19 @@ from fastai.basics import *
 # %% auto #0
 __all__ = ['MixOneOf']
 
+# %% ../nbs/07a_oneof.ipynb #93a1535f
+def _check_oneof(methods, probs, cls) -> tuple:
+    "`methods` as a list of distinct fastmix callbacks (none a `cls`) and `probs` normalised, or an error saying what to pass"
+    methods = list(methods) if isinstance(methods, (list, tuple, L)) else None
+    if not methods or not all(isinstance(m, MixCallback) and not isinstance(m, cls) for m in methods):
+        raise TypeError("MixOneOf takes a non-empty list of fastmix callbacks, e.g. `MixOneOf([MixUp(1.), CutMix(1.)])`.")
+    if len({id(m) for m in methods}) < len(methods): raise ValueError("MixOneOf: each callback may appear only once.")
+    if probs is None: probs = [1.] * len(methods)
+    probs = [check_number(v, 'probs', hi=math.inf) for v in probs] if isinstance(probs, (list, tuple)) else None
+    if probs is None or len(probs) != len(methods) or not sum(probs) > 0:
+        raise ValueError(f"MixOneOf: `probs` must be a list of {len(methods)} non-negative numbers, not all zero.")
+    return methods,np.array(probs) / sum(probs)
+
 # %% ../nbs/07a_oneof.ipynb #33d184b0
 class MixOneOf(MixCallback):
     "Mix each training batch with one of `methods`, drawn with probabilities `probs`"
@@ -18,16 +31,9 @@ class MixOneOf(MixCallback):
         probs:list|None=None,     # probability of drawing each method (None: equal)
         seed:int|None=None,       # seed of the draw, and of the methods built without a seed
     ):
-        methods = list(methods) if isinstance(methods, (list, tuple, L)) else None
-        if not methods or not all(isinstance(m, MixCallback) and not isinstance(m, MixOneOf) for m in methods):
-            raise TypeError("MixOneOf takes a non-empty list of fastmix callbacks, e.g. `MixOneOf([MixUp(1.), CutMix(1.)])`.")
-        if len({id(m) for m in methods}) < len(methods): raise ValueError("MixOneOf: each callback may appear only once.")
-        if probs is None: probs = [1.] * len(methods)
-        probs = [check_number(v, 'probs', hi=math.inf) for v in probs] if isinstance(probs, (list, tuple)) else None
-        if probs is None or len(probs) != len(methods) or not sum(probs) > 0:
-            raise ValueError(f"MixOneOf: `probs` must be a list of {len(methods)} non-negative numbers, not all zero.")
+        methods,probs = _check_oneof(methods, probs, MixOneOf)
         super().__init__(seed=seed)
-        self.methods,self.probs,self.active = methods,np.array(probs) / sum(probs),None
+        self.methods,self.probs,self.active = methods,probs,None
         for i,m in enumerate(methods):
             m._parent = self
             if seed is not None and m.seed is None: m.seed = seed + i + 1
