@@ -1,4 +1,4 @@
-"""What fastmix costs (GitHub issue 6): the whole benchmark in one command.
+"""What fastmix costs: the whole benchmark in one command.
 
     .venv/bin/python bench/run.py            # defaults, about 10 minutes on 2 shared CPU cores
     .venv/bin/python bench/run.py --quick    # one input size, few steps: a smoke run of a couple of minutes
