@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #fa03a383
 from __future__ import annotations
-import math, numbers
+import math, numbers, warnings
 import numpy as np
 import torch
 from torch import nn, Tensor
@@ -12,10 +12,10 @@ from fastai.basics import *
 from fastai.callback.schedule import LRFinder
 from fastai.callback.mixup import reduce_loss
 from fastai.layers import NoneReduce
+from .places import Place, Places, find_places, inner_model
 
 # %% auto #0
-__all__ = ['check_alpha', 'check_alpha_schedule', 'check_number', 'pair_perm', 'sample_lam', 'inner_model', 'MixCallback',
-           'show_mixed']
+__all__ = ['check_alpha', 'check_alpha_schedule', 'check_number', 'pair_perm', 'sample_lam', 'MixCallback', 'show_mixed']
 
 # %% ../nbs/00_core.ipynb #89750b51
 def _is_positive(v) -> bool: return not isinstance(v, bool) and isinstance(v, numbers.Real) and math.isfinite(v) and v > 0
@@ -60,12 +60,8 @@ def sample_lam(rng:np.random.Generator, alpha:float, n:int|None=None):
     if n is None: return float(rng.beta(alpha, alpha))
     return rng.beta(alpha, alpha, size=n).astype(np.float32)
 
-# %% ../nbs/00_core.ipynb #f3aa43aa
+# %% ../nbs/00_core.ipynb #53f6d6e5
 _INPUT = 'input'  # the name of the input place
-
-def inner_model(model:nn.Module) -> nn.Module:
-    "The user's model inside a `DistributedDataParallel` or `DataParallel` wrapper (fastai's distributed training adds one)"
-    return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
 
 class MixCallback(Callback):
     "Base of the fastmix callbacks: pairs, weights, place, hook, loss and clean-up; subclasses say how to mix"
@@ -86,211 +82,319 @@ class MixCallback(Callback):
             raise ValueError(f"`seed` must be an int or None, got {seed!r}.")
         self.per_sample,self.distinct,self.seed = bool(per_sample),bool(distinct),seed
         self.places,self.mix_input = [],True  # input-only unless a subclass says otherwise
-        self._handles,self._gens,self.rng,self._places = [],{},None,None
+        self._handles,self._fit_handles,self._gens,self.rng,self._places,self.found = [],[],{},None,None,None
         self._reset_batch()
 
-    # -- what subclasses override ------------------------------------------------------------------
-    def draw(self, bs:int):
-        "Draw this batch's random scalars from `self.rng`"
-        self.lam = sample_lam(self.rng, self.current_alpha(), bs if self.per_sample else None)
+# %% ../nbs/00_core.ipynb #131c5688
+@patch
+def draw(self:MixCallback, bs:int):
+    "Draw this batch's random scalars from `self.rng`"
+    self.lam = sample_lam(self.rng, self.current_alpha(), bs if self.per_sample else None)
 
-    def mix(self, h:Tensor, at_input:bool) -> Tensor:
-        "Mix `h` with `h[self.perm]`; set `self.own_weight`"
-        raise NotImplementedError
+@patch
+def draw_tensors(self:MixCallback, shape:tuple, device, place:Place):
+    "Draw the random tensors that `mix` will need at the hidden `place`, whose output will have `shape` (before the forward pass)"
+    pass
 
-    def mix_targets(self, yb:tuple, xb:tuple) -> tuple|None:
-        "Targets mixed exactly like the input (dense targets), or None to weigh the loss by `self.own_weight`"
-        return None
+@patch
+def mix(self:MixCallback, h:Tensor, at_input:bool) -> Tensor:
+    "Mix `h` with `h[self.perm]`; set `self.own_weight`"
+    raise NotImplementedError
 
-    def default_places(self, model:nn.Module) -> list:
-        "Hidden places used when none are given"
-        return []
+@patch
+def mix_targets(self:MixCallback, yb:tuple, xb:tuple) -> tuple|None:
+    "Targets mixed exactly like the input (dense targets), or None to weigh the loss by `self.own_weight`"
+    return None
 
-    # -- helpers for subclasses --------------------------------------------------------------------
-    def current_alpha(self) -> float:
-        "`alpha`, or its schedule's value at the fraction of training done (at 0 outside training)"
-        if not callable(self.alpha): return self.alpha
-        pos = self.learn.pct_train if self.learn is not None and getattr(self.learn, 'training', False) else 0.
-        return check_alpha(self.alpha(pos), f'alpha({pos:.3f})')
+@patch
+def default_places(self:MixCallback, found:Places) -> list:
+    "Hidden places used when none are given, from what `find_places` found"
+    return []
 
-    def generator(self, device) -> torch.Generator:
-        "The callback's generator on `device`, made on first use from `self.rng`"
-        key = str(torch.device(device))
-        if key not in self._gens:
-            self._gens[key] = torch.Generator(device=device).manual_seed(int(self.rng.integers(2**62)))
-        return self._gens[key]
+# %% ../nbs/00_core.ipynb #3d1869b6
+@patch
+def current_alpha(self:MixCallback) -> float:
+    "`alpha`, or its schedule's value at the fraction of training done (at 0 outside training)"
+    if not callable(self.alpha): return self.alpha
+    pos = self.learn.pct_train if self.learn is not None and getattr(self.learn, 'training', False) else 0.
+    return check_alpha(self.alpha(pos), f'alpha({pos:.3f})')
 
-    def as_weight(self, lam, h:Tensor):
-        "`lam` (float or one value per sample) ready to broadcast against `h`"
-        if isinstance(lam, float): return lam
-        lam = torch.as_tensor(lam).to(device=h.device, dtype=h.dtype, non_blocking=True)
-        return lam.view(-1, *[1]*(h.ndim-1)) if lam.ndim else lam
+@patch
+def generator(self:MixCallback, device) -> torch.Generator:
+    "The callback's generator on `device`, made on first use from `self.rng`"
+    key = str(torch.device(device))
+    if key not in self._gens:
+        self._gens[key] = torch.Generator(device=device).manual_seed(int(self.rng.integers(2**62)))
+    return self._gens[key]
 
-    # -- the engine --------------------------------------------------------------------------------
-    def _reset_batch(self):
-        self.mixing,self.perm,self.own_weight,self.mixed_yb,self.place = False,None,None,None,None
+@patch
+def as_weight(self:MixCallback, lam, h:Tensor):
+    "`lam` (float or one value per sample) ready to broadcast against `h`"
+    if isinstance(lam, float): return lam
+    lam = torch.as_tensor(lam).to(device=h.device, dtype=h.dtype, non_blocking=True)
+    return lam.view(-1, *[1]*(h.ndim-1)) if lam.ndim else lam
 
-    def _remove_hooks(self):
-        for h in self._handles: h.remove()
-        self._handles = []
+@patch(as_prop=True)
+def place_info(self:MixCallback) -> Place|None:
+    "What `find_places` knows of this batch's hidden place (shape, layout, which call), or None at the input"
+    return None if self.place is None or self.found is None or self.place[0] not in self.found else self.found[self.place[0]]
 
-    def _cleanup(self):
-        self._remove_hooks()
-        self._reset_batch()
+# %% ../nbs/00_core.ipynb #f93ec859
+@patch
+def _reset_batch(self:MixCallback):
+    self.mixing,self.perm,self.own_weight,self.mixed_yb,self.place = False,None,None,None,None
+    self._armed,self._fired,self._calls = None,False,0
 
-    def _seed_rng(self):
-        seed = self.seed if self.seed is not None else int(torch.randint(0, 2**62, ()))  # CPU: no device sync
-        rank = rank_distrib()  # each process of a distributed run draws its own pairs and weights
-        self.rng,self._gens = np.random.default_rng([seed, rank] if rank else seed),{}
+@patch
+def _remove_hooks(self:MixCallback, fit:bool=False):
+    for h in self._handles + (self._fit_handles if fit else []): h.remove()
+    self._handles = []
+    if fit: self._fit_handles = []
 
-    def _resolve(self, model:nn.Module, places) -> list:
-        "`(name, module)` for each place given by name or module"
-        names = {id(m):n for n,m in model.named_modules()}
-        res = []
-        for pl in places:
-            if isinstance(pl, str):
-                try: m = model.get_submodule(pl)
-                except AttributeError:
-                    eg = [n for n,_ in model.named_children()][:6]
-                    raise ValueError(f"{type(self).__name__}: {pl!r} is not a module of the model ({type(model).__name__}). "
-                                     f"Pass names from `learn.model.named_modules()`, e.g. {eg}.") from None
-                name = pl
-            else:
-                if id(pl) not in names:
-                    raise ValueError(f"{type(self).__name__}: the place {type(pl).__name__} is not a module of "
-                                     f"`learn.model`. Pass modules of the model itself, or their names.")
-                m,name = pl,names[id(pl)]
-            if m is model: raise ValueError(f"{type(self).__name__}: the whole model cannot be a mixing place "
-                                            "(its output is the prediction). Pass one of its inner modules.")
-            res.append((name, m))
-        return res
+@patch
+def _cleanup(self:MixCallback, fit:bool=False):
+    self._remove_hooks(fit)
+    self._reset_batch()
 
-    def _check_alone(self):
-        "Raise if the Learner has another fastmix callback (a `MixOneOf` holding this one does not count)"
-        others = [type(cb).__name__ for cb in self.learn.cbs
-                  if isinstance(cb, MixCallback) and cb is not self and cb is not getattr(self, '_parent', None)]
-        if others:
-            raise ValueError(f"The Learner has more than one fastmix callback ({type(self).__name__} and {', '.join(others)}): "
-                             "each would mix the other's mixed batch. Attach only one (remove the other with `learn.remove_cb`), "
-                             "or alternate between them per batch with `MixOneOf([...])`.")
+@patch
+def _seed_rng(self:MixCallback):
+    seed = self.seed if self.seed is not None else int(torch.randint(0, 2**62, ()))  # CPU: no device sync
+    rank = rank_distrib()  # each process of a distributed run draws its own pairs and weights
+    self.rng,self._gens = np.random.default_rng([seed, rank] if rank else seed),{}
 
-    def _setup(self, xb:tuple):
-        "Check the Learner and the first batch, and fix the places; raises before anything is changed"
-        self._check_alone()
-        use_input = self.mix_input
-        if use_input is None: use_input = all(torch.is_tensor(x) and x.is_floating_point() for x in xb)
-        if use_input: self.check_input(xb)
-        model = inner_model(self.learn.model)
-        hidden = self._resolve(model, self.default_places(model) if self.places is None else self.places)
-        if hidden and isinstance(self.learn.model, nn.DataParallel) and len(self.learn.model.device_ids) > 1:
-            raise ValueError(f"{type(self).__name__} cannot mix a hidden layer under nn.DataParallel: it splits the batch across "
-                             "devices inside the forward pass, so a hidden place sees only part of it. Train with "
-                             "DistributedDataParallel (`with learn.distrib_ctx(): learn.fit(...)`), or mix only the input.")
-        self._places = ([(_INPUT, None)] if use_input else []) + hidden
-        if not self._places:
-            raise ValueError(f"{type(self).__name__} has no place to mix: the input is off and no hidden place was found "
-                             f"in {type(model).__name__}. Pass `places=[...]` with module names from `learn.model.named_modules()`.")
+@patch
+def __getstate__(self:MixCallback):
+    "Pickle (e.g. `learn.export`) without generators, hooks, places found or batch state"
+    drop = ('_handles','_fit_handles','_gens','rng','perm','own_weight','mixed_yb','place','lam','found','_places')
+    d = {k:v for k,v in self.__dict__.items() if k not in drop and not k.startswith('_noise') and k != '_holes'}
+    d.update(_handles=[], _fit_handles=[], _gens={}, rng=None, perm=None, own_weight=None, mixed_yb=None, place=None,
+             found=None, _places=None)
+    return d
 
-    def check_input(self, xb:tuple):
-        "Raise a clear error if the inputs cannot be mixed"
-        for i,x in enumerate(xb):
-            if not torch.is_tensor(x) or not x.is_floating_point():
-                what = f"dtype {x.dtype}" if torch.is_tensor(x) else type(x).__name__
-                raise TypeError(f"{type(self).__name__} mixes inputs by interpolation, but input {i} has {what}. "
-                                "Integer inputs (token ids, categorical codes) cannot be interpolated: use ManifoldMixup "
-                                "or NoisyFeatureMixup, which mix a hidden layer (e.g. after the embedding), with `mix_input=False`.")
-            if self.needs_4d and x.ndim != 4:
-                raise ValueError(f"{type(self).__name__} needs 4-D image batches (batch, channels, height, width), "
-                                 f"but input {i} has shape {tuple(x.shape)}. Use MixUp for other data.")
+# %% ../nbs/00_core.ipynb #da224499
+@patch
+def _resolve(self:MixCallback, model:nn.Module, places) -> list:
+    "`(name, module)` for each place given by name or module"
+    names = {id(m):n for n,m in model.named_modules()}
+    res = []
+    for pl in places:
+        if isinstance(pl, str):
+            try: m = model.get_submodule(pl)
+            except AttributeError:
+                eg = [n for n,_ in model.named_children()][:6]
+                raise ValueError(f"{type(self).__name__}: {pl!r} is not a module of the model ({type(model).__name__}). "
+                                 f"Pass names from `learn.model.named_modules()`, e.g. {eg}.") from None
+            name = pl
+        else:
+            if id(pl) not in names:
+                raise ValueError(f"{type(self).__name__}: the place {type(pl).__name__} is not a module of "
+                                 f"`learn.model`. Pass modules of the model itself, or their names.")
+            m,name = pl,names[id(pl)]
+        if m is model: raise ValueError(f"{type(self).__name__}: the whole model cannot be a mixing place "
+                                        "(its output is the prediction). Pass one of its inner modules.")
+        res.append((name, m))
+    return res
 
-    def _wants_mix(self) -> bool:
-        if self._lr_finding or not len(self.learn.yb): return False
-        if self.stop_at is not None and self.learn.pct_train >= self.stop_at: return False
-        return self.p >= 1 or self.rng.random() < self.p
+@patch
+def _check_alone(self:MixCallback):
+    "Raise if the Learner has another fastmix callback (a `MixOneOf` holding this one does not count)"
+    others = [type(cb).__name__ for cb in self.learn.cbs
+              if isinstance(cb, MixCallback) and cb is not self and cb is not getattr(self, '_parent', None)]
+    if others:
+        raise ValueError(f"The Learner has more than one fastmix callback ({type(self).__name__} and {', '.join(others)}): "
+                         "each would mix the other's mixed batch. Attach only one (remove the other with `learn.remove_cb`), "
+                         "or alternate between them per batch with `MixOneOf([...])`.")
 
-    def before_fit(self):
-        self._cleanup()
-        self._places = None
-        self._lr_finding = any(isinstance(cb, LRFinder) for cb in self.learn.cbs)
-        if self.seed is None: self.rng = None  # seeded at the first training batch, so get_preds/validate draw nothing
+@patch
+def check_input(self:MixCallback, xb:tuple):
+    "Raise a clear error if the inputs cannot be mixed"
+    for i,x in enumerate(xb):
+        if not torch.is_tensor(x) or not x.is_floating_point():
+            what = f"dtype {x.dtype}" if torch.is_tensor(x) else type(x).__name__
+            raise TypeError(f"{type(self).__name__} mixes inputs by interpolation, but input {i} has {what}. "
+                            "Integer inputs (token ids, categorical codes) cannot be interpolated: use ManifoldMixup "
+                            "or NoisyFeatureMixup, which mix a hidden layer (e.g. after the embedding), with `mix_input=False`.")
+        if self.needs_4d and x.ndim != 4:
+            raise ValueError(f"{type(self).__name__} needs 4-D image batches (batch, channels, height, width), "
+                             f"but input {i} has shape {tuple(x.shape)}. Use MixUp for other data.")
 
-    def _prepare(self, bs:int, device):
-        "Draw this batch's scalars and partners"
-        self.draw(bs)
-        self.perm = pair_perm(bs, device=device, generator=self.generator(device), distinct=self.distinct)
+# %% ../nbs/00_core.ipynb #c90094d6
+def _warn_ineligible(cb, found:Places, name:str):
+    "Warn that an explicit place does not carry the whole signal"
+    if found is None or name in found: return
+    warnings.warn(f"{type(cb).__name__}: {name!r} is not an eligible place of {found.model}: a skip connection, concatenation "
+                  "or shortcut goes around its output (or it is the prediction, or its output does not keep the batch first), "
+                  "so each sample's own unmixed features reach the prediction past the mix, which is not the paper's method. "
+                  f"Eligible places: {found.names[:12]}{' ...' if len(found.names) > 12 else ''} (see `find_places`).")
 
-    def before_batch(self):
-        self._cleanup()
-        xb,yb = self.learn.xb,self.learn.yb
-        if self._places is None: self._setup(xb)
-        if self.rng is None: self._seed_rng()
-        if not self._wants_mix(): return
-        self.place = self._places[self.rng.integers(len(self._places))] if len(self._places) > 1 else self._places[0]
-        self._prepare(find_bs(xb), xb[0].device)
-        name,module = self.place
-        if module is None:
-            self.learn.xb = tuple(self.mix(x, True) for x in xb)
-            self.mixed_yb = self.mix_targets(yb, xb)
+def _is_compiled(model:nn.Module) -> bool:
+    "Whether `torch.compile` wraps `model` (or a wrapper of it)"
+    while model is not None:
+        if isinstance(getattr(model, '_orig_mod', None), nn.Module): return True
+        model = getattr(model, 'module', None) if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else None
+    return False
+
+@patch
+def _find(self:MixCallback, model:nn.Module, xb:tuple) -> Places|None:
+    "`find_places` on the first batch; a U-Net refusal stands only for default places"
+    try: return find_places(model, xb)
+    except Exception:
+        if self.places is None: raise
+        return None  # explicit places where the analysis refuses (a U-Net) or fails: the user's choice, unchecked
+
+# %% ../nbs/00_core.ipynb #310213ae
+@patch
+def _setup(self:MixCallback, xb:tuple):
+    "Check the Learner and the first batch, and fix the places; raises before anything is changed"
+    self._check_alone()
+    use_input = self.mix_input
+    if use_input is None: use_input = all(torch.is_tensor(x) and x.is_floating_point() for x in xb)
+    if use_input: self.check_input(xb)
+    model = inner_model(self.learn.model)
+    found = self._find(model, xb) if self.places is None or self.places else None
+    hidden = self._resolve(model, self.default_places(found) if self.places is None else self.places)
+    for name,_ in (hidden if self.places else []): _warn_ineligible(self, found, name)
+    if hidden and isinstance(self.learn.model, nn.DataParallel) and len(self.learn.model.device_ids) > 1:
+        raise ValueError(f"{type(self).__name__} cannot mix a hidden layer under nn.DataParallel: it splits the batch across "
+                         "devices inside the forward pass, so a hidden place sees only part of it. Train with "
+                         "DistributedDataParallel (`with learn.distrib_ctx(): learn.fit(...)`), or mix only the input.")
+    places = ([(_INPUT, None)] if use_input else []) + hidden
+    if not places:
+        raise ValueError(f"{type(self).__name__} has no place to mix: the input is off and no hidden place was found "
+                         f"in {type(model).__name__}. Pass `places=[...]` with module names from `learn.model.named_modules()`.")
+    self.found,self._places = found,places
+    if _is_compiled(self.learn.model):  # compiled code sees only hooks that exist when it is traced: one per place, for the fit
+        self._fit_handles = [m.register_forward_hook(partial(self._compiled_hook, i), prepend=True)
+                             for i,(_,m) in enumerate(places) if m is not None]
+
+# %% ../nbs/00_core.ipynb #e00c3902
+@patch
+def _wants_mix(self:MixCallback) -> bool:
+    if self._lr_finding or not len(self.learn.yb): return False
+    if self.stop_at is not None and self.learn.pct_train >= self.stop_at: return False
+    return self.p >= 1 or self.rng.random() < self.p
+
+@patch
+def _prepare(self:MixCallback, bs:int, device):
+    "Draw this batch's scalars and partners"
+    self.draw(bs)
+    self.perm = pair_perm(bs, device=device, generator=self.generator(device), distinct=self.distinct)
+
+@patch
+def before_fit(self:MixCallback):
+    self._cleanup(fit=True)
+    self._places,self.found = None,None
+    self._lr_finding = any(isinstance(cb, LRFinder) for cb in self.learn.cbs)
+    if self.seed is None: self.rng = None  # seeded at the first training batch, so get_preds/validate draw nothing
+
+@patch
+def before_batch(self:MixCallback):
+    self._cleanup()
+    xb,yb = self.learn.xb,self.learn.yb
+    if self._places is None: self._setup(xb)
+    if self.rng is None: self._seed_rng()
+    if not self._wants_mix(): return
+    k = int(self.rng.integers(len(self._places))) if len(self._places) > 1 else 0
+    self.place = self._places[k]
+    self._prepare(find_bs(xb), xb[0].device)
+    name,module = self.place
+    if module is None:
+        self.learn.xb = tuple(self.mix(x, True) for x in xb)
+        self.mixed_yb = self.mix_targets(yb, xb)
+    else:
+        info = self.place_info
+        if info is not None: self.draw_tensors((find_bs(xb), *info.shape), xb[0].device, info)
+        if self._fit_handles: self._armed = k  # compiled: the hook registered for the fit mixes at place k
         else: self._handles.append(module.register_forward_hook(self._hook, prepend=True))  # before others' hooks: they see the mix
-        self.mixing = True
+    self.mixing = True
 
-    @torch.no_grad()
-    def mix_batch(self, xb:tuple, yb:tuple=()) -> tuple:
-        "Mix one batch at the input as a training step does: `(mixed xb, mixed yb)`; for pictures and tests"
-        if self.rng is None: self._seed_rng()
-        self._prepare(find_bs(xb), xb[0].device)
-        return tuple(self.mix(x, True) for x in xb),(self.mix_targets(yb, xb) or yb)
+# %% ../nbs/00_core.ipynb #546d309b
+@patch
+def _check_out(self:MixCallback, out):
+    "Raise if a hidden place's output cannot be mixed"
+    if not torch.is_tensor(out):
+        raise TypeError(f"{type(self).__name__}: module {self.place[0]!r} returned a {type(out).__name__}, but only a "
+                        "tensor can be mixed. Choose a place whose output is a tensor (`places=[...]`).")
+    if out.shape[0] != len(self.perm):
+        raise ValueError(f"{type(self).__name__}: the output of {self.place[0]!r} has shape {tuple(out.shape)}, whose first "
+                         f"dimension is not the batch size {len(self.perm)}. Choose a place that keeps the batch first.")
 
-    def _hook(self, module, args, out):
-        self._remove_hooks()  # one forward pass only
-        if not (module.training and torch.is_grad_enabled()): return  # stale hook outside a training step: never mix
-        if not torch.is_tensor(out):
-            raise TypeError(f"{type(self).__name__}: module {self.place[0]!r} returned a {type(out).__name__}, but only a "
-                            "tensor can be mixed. Choose a place whose output is a tensor (`places=[...]`).")
-        if out.shape[0] != len(self.perm):
-            raise ValueError(f"{type(self).__name__}: the output of {self.place[0]!r} has shape {tuple(out.shape)}, whose first "
-                             f"dimension is not the batch size {len(self.perm)}. Choose a place that keeps the batch first.")
-        return self.mix(out, False)
+@patch
+def _hook(self:MixCallback, module, args, out):
+    "The eager hook: registered for one batch, it mixes at the place's call that carries the signal, then removes itself"
+    info = self.place_info
+    if info is not None and self._calls < info.call: self._calls += 1; return  # an earlier call of a module called twice
+    self._remove_hooks()
+    if not (module.training and torch.is_grad_enabled()): return  # stale hook outside a training step: never mix
+    self._check_out(out)
+    self._fired = True
+    return self.mix(out, False)
 
-    def after_pred(self):
-        if self._handles:
-            name = self.place[0]
-            self._cleanup()
-            raise RuntimeError(f"{type(self).__name__} was to mix at {name!r}, but that module did not run in the forward "
-                               "pass. Pass places that the model's forward calls (`places=[...]`).")
+@patch
+def _compiled_hook(self:MixCallback, k:int, module, args, out):
+    "The hook under `torch.compile`: registered for the fit, it mixes only when its place `k` is this batch's"
+    if self._armed != k or not (module.training and torch.is_grad_enabled()): return
+    info = self.place_info
+    if info is not None and self._calls < info.call: self._calls += 1; return
+    self._check_out(out)
+    self._armed,self._fired = None,True
+    return self.mix(out, False)
 
-    def after_loss(self):
-        if not self.mixing: return
-        self.learn.loss_grad = self.mixed_loss(self.learn.pred, self.learn.yb)
-        self.learn.loss = self.learn.loss_grad.clone()
+@patch
+def after_pred(self:MixCallback):
+    if self.mixing and self.place[1] is not None and not self._fired:
+        name,compiled = self.place[0],bool(self._fit_handles)
+        self._cleanup()
+        raise RuntimeError(f"{type(self).__name__} was to mix at {name!r}, but that module did not run in the forward "
+                           "pass. Pass places that the model's forward calls (`places=[...]`)." + (
+                           " Under torch.compile, code compiled before fastmix's hooks existed does not run them: "
+                           "call `torch._dynamo.reset()` (or compile the model again) before this fit." if compiled else ""))
 
-    def mixed_loss(self, pred, yb:tuple) -> Tensor:
-        "The Learner's loss on the mixed batch"
-        lf = self.learn.loss_func
-        if self.mixed_yb is not None: return lf(pred, *self.mixed_yb)
-        w,other = self.own_weight,tuple(y[self.perm] for y in yb)
-        if not getattr(lf, 'y_int', False) and all(y.is_floating_point() for y in yb):
-            return lf(pred, *(torch.lerp(o, y, self.as_weight(w, y)) for y,o in zip(yb, other)))
-        with NoneReduce(lf) as lf_none: own,oth = lf_none(pred, *yb),lf_none(pred, *other)
-        if own.ndim == 0 or own.shape[0] % len(self.perm):
-            raise ValueError(f"{type(self).__name__}: the loss {type(lf).__name__} with reduction='none' returned shape "
-                             f"{tuple(own.shape)}, not one loss per sample. Use a loss with a `reduction` argument.")
-        bs = len(self.perm)
-        own,oth = own.view(bs, -1),oth.view(bs, -1)  # one row per sample, whatever the loss flattens
-        return reduce_loss(torch.lerp(oth, own, self.as_weight(w, own)), getattr(lf, 'reduction', 'mean'))
+# %% ../nbs/00_core.ipynb #27efa5f4
+@patch
+def mixed_loss(self:MixCallback, pred, yb:tuple) -> Tensor:
+    "The Learner's loss on the mixed batch"
+    lf = self.learn.loss_func
+    if self.mixed_yb is not None: return lf(pred, *self.mixed_yb)
+    w,other = self.own_weight,tuple(y[self.perm] for y in yb)
+    if not getattr(lf, 'y_int', False) and all(y.is_floating_point() for y in yb):
+        return lf(pred, *(torch.lerp(o, y, self.as_weight(w, y)) for y,o in zip(yb, other)))
+    with NoneReduce(lf) as lf_none: own,oth = lf_none(pred, *yb),lf_none(pred, *other)
+    if own.ndim == 0 or own.shape[0] % len(self.perm):
+        raise ValueError(f"{type(self).__name__}: the loss {type(lf).__name__} with reduction='none' returned shape "
+                         f"{tuple(own.shape)}, not one loss per sample. Use a loss with a `reduction` argument.")
+    bs = len(self.perm)
+    own,oth = own.view(bs, -1),oth.view(bs, -1)  # one row per sample, whatever the loss flattens
+    return reduce_loss(torch.lerp(oth, own, self.as_weight(w, own)), getattr(lf, 'reduction', 'mean'))
 
-    def after_batch(self): self._cleanup()
-    def after_cancel_batch(self): self._cleanup()
-    def after_cancel_train(self): self._cleanup()
-    def after_cancel_epoch(self): self._cleanup()
-    def after_cancel_fit(self): self._cleanup()
-    def after_fit(self): self._cleanup()
+@patch
+def after_loss(self:MixCallback):
+    if not self.mixing: return
+    self.learn.loss_grad = self.mixed_loss(self.learn.pred, self.learn.yb)
+    self.learn.loss = self.learn.loss_grad.clone()
 
-    def __getstate__(self):
-        "Pickle (e.g. `learn.export`) without generators, hooks or batch state"
-        d = {k:v for k,v in self.__dict__.items() if k not in ('_handles','_gens','rng','perm','own_weight','mixed_yb','place','lam')}
-        d.update(_handles=[], _gens={}, rng=None, perm=None, own_weight=None, mixed_yb=None, place=None)
-        return d
+# %% ../nbs/00_core.ipynb #1eae025c
+@patch
+def after_batch(self:MixCallback): self._cleanup()
+@patch
+def after_cancel_batch(self:MixCallback): self._cleanup()
+@patch
+def after_cancel_train(self:MixCallback): self._cleanup()
+@patch
+def after_cancel_epoch(self:MixCallback): self._cleanup()
+@patch
+def after_cancel_fit(self:MixCallback): self._cleanup(fit=True)
+@patch
+def after_fit(self:MixCallback): self._cleanup(fit=True)
+
+# %% ../nbs/00_core.ipynb #561bd714
+@patch
+@torch.no_grad()
+def mix_batch(self:MixCallback, xb:tuple, yb:tuple=()) -> tuple:
+    "Mix one batch at the input as a training step does: `(mixed xb, mixed yb)`; for pictures and tests"
+    if self.rng is None: self._seed_rng()
+    self._prepare(find_bs(xb), xb[0].device)
+    return tuple(self.mix(x, True) for x in xb),(self.mix_targets(yb, xb) or yb)
 
 # %% ../nbs/00_core.ipynb #7f52d1ac
 def show_mixed(cb:MixCallback, dls:DataLoaders, n:int=8, nrows:int=2, figsize=None, b=None):
