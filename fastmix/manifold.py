@@ -7,10 +7,10 @@ from __future__ import annotations
 from fastai.basics import *
 from .core import *
 from .mixup import MixUp
-from .places import find_places
+from .places import find_places, Places
 
 # %% auto #0
-__all__ = ['check_places', 'ManifoldMixup']
+__all__ = ['check_places', 'no_hidden_place', 'ManifoldMixup']
 
 # %% ../nbs/05_manifold.ipynb #e18891cf
 def check_places(places) -> list|None:
@@ -22,6 +22,12 @@ def check_places(places) -> list|None:
         if not isinstance(p, (str, nn.Module)):
             raise TypeError(f"`places` must be module names or modules of the model, got {p!r}.")
     return places
+
+def no_hidden_place(cb, found:Places):
+    "The error for a model where no default hidden place was found"
+    return ValueError(f"{type(cb).__name__}: fastmix found no hidden place to use by default in {found.model} (its "
+                      f"{len(found.eligible)} eligible places: {found.names[:8]}). Pass `places=[...]` with the names of "
+                      "modules whose outputs carry the whole signal, taken from `find_places(model, xb)`.")
 
 # %% ../nbs/05_manifold.ipynb #51ff6c42
 class ManifoldMixup(MixUp):
@@ -39,6 +45,7 @@ class ManifoldMixup(MixUp):
         super().__init__(alpha, p=p, stop_at=stop_at, per_sample=per_sample, distinct=distinct, seed=seed)
         self.places,self.mix_input = check_places(places),mix_input
 
-    def default_places(self, model:nn.Module) -> list:
-        stages = find_places(model)['stages']
-        return stages[:-1] if len(stages) >= 3 else stages
+    def default_places(self, found:Places) -> list:
+        "The first two stages (Verma et al.: the input, `layer1` and `layer2` of a ResNet)"
+        if not found.stages: raise no_hidden_place(self, found)
+        return found.stages[:2]

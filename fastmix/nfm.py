@@ -6,18 +6,26 @@
 from __future__ import annotations
 from fastai.basics import *
 from .core import *
-from .places import find_places
-from .manifold import ManifoldMixup, check_places
+from .places import find_places, Places, Place
+from .manifold import ManifoldMixup, check_places, no_hidden_place
 
 # %% auto #0
-__all__ = ['add_feature_noise', 'NoisyFeatureMixup']
+__all__ = ['feature_noise', 'add_feature_noise', 'NoisyFeatureMixup']
 
 # %% ../nbs/06_nfm.ipynb #723faa70
-def add_feature_noise(h:Tensor, add:float, mult:float, generator:torch.Generator|None=None) -> Tensor:
-    "`(1 + mult*u) * h + add*e` with `u ~ U(-1,1)`, `e ~ N(0,1)` element-wise, in `h`'s device and dtype"
-    if mult: h = h * torch.empty_like(h).uniform_(1 - mult, 1 + mult, generator=generator)  # = 1 + mult*U(-1,1)
-    if add: h = h + torch.randn(h.shape, generator=generator, device=h.device, dtype=h.dtype).mul_(add)
-    return h
+def feature_noise(shape:tuple, add:float, mult:float, generator:torch.Generator|None=None, device=None,
+                  dtype=torch.float32) -> tuple:
+    "`(1 + mult*u, add*e)` with `u ~ U(-1,1)`, `e ~ N(0,1)` element-wise, one pass each (None for a zero level)"
+    m = torch.empty(shape, device=device, dtype=dtype).uniform_(1 - mult, 1 + mult, generator=generator) if mult else None
+    a = torch.empty(shape, device=device, dtype=dtype).normal_(0, add, generator=generator) if add else None
+    return m,a
+
+def add_feature_noise(h:Tensor, add:float, mult:float, generator:torch.Generator|None=None, noise:tuple|None=None) -> Tensor:
+    "`(1 + mult*u) * h + add*e` in `h`'s dtype, in one pass, with `noise` from `feature_noise` or drawn now"
+    m,a = noise if noise is not None else feature_noise(h.shape, add, mult, generator, h.device, h.dtype)
+    if m is not None and a is not None: return torch.addcmul(a.to(h.dtype), h, m.to(h.dtype))
+    if m is not None: return h * m.to(h.dtype)
+    return h if a is None else h + a.to(h.dtype)
 
 # %% ../nbs/06_nfm.ipynb #9d12df33
 class NoisyFeatureMixup(ManifoldMixup):
@@ -44,7 +52,13 @@ class NoisyFeatureMixup(ManifoldMixup):
             if places: raise ValueError("`places` was given with `manifold_mixup=False` (input-only): pass one or the other.")
             self.places,self.mix_input = [],True
 
-    def default_places(self, model:nn.Module) -> list: return find_places(model)['stages']
+    def default_places(self, found:Places) -> list:
+        "One more stage than ManifoldMixup (Lim et al.: `layer1`..`layer3` of a ResNet)"
+        if not found.stages: raise no_hidden_place(self, found)
+        return found.stages[:3]
+
+    def draw_tensors(self, shape:tuple, device, place:Place):
+        self._noise = feature_noise(shape, self.add_noise_level*self.s1, self.mult_noise_level*self.s2, self.generator(device), device)
 
     def draw(self, bs:int):
         super().draw(bs)
@@ -53,5 +67,7 @@ class NoisyFeatureMixup(ManifoldMixup):
         self.s2 = float(self.rng.beta(2, 5)) if self.mult_noise_level else 0.
 
     def mix(self, h:Tensor, at_input:bool) -> Tensor:
+        noise,self._noise = getattr(self, '_noise', None),None  # drawn before the forward pass for a hidden place
+        if at_input or noise is None or any(t is not None and t.shape != h.shape for t in noise): noise = None
         return add_feature_noise(super().mix(h, at_input), self.add_noise_level * self.s1,
-                                 self.mult_noise_level * self.s2, self.generator(h.device))
+                                 self.mult_noise_level * self.s2, self.generator(h.device), noise)

@@ -63,8 +63,8 @@ class MixOneOf(MixCallback):
     def after_loss(self):
         if self.active is not None: self.active.after_loss()
 
-    def _cleanup(self):
-        for m in self.methods: m._cleanup()
+    def _cleanup(self, fit:bool=False):
+        for m in self.methods: m._cleanup(fit)
         self.active = None
         self._reset_batch()
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from fastai.basics import *
 from .core import *
 from .cutmix import CutMix
-from .places import find_places
+from .places import find_places, Places, Place
 from .manifold import check_places
 
 # %% auto #0
@@ -49,24 +49,44 @@ class PatchUp(CutMix):
             raise ValueError(f"`block_size` must be a positive int, got {block_size!r}.")
         self.block_size,self.places,self.mix_input = block_size,check_places(places),bool(mix_input)
 
-    def default_places(self, model:nn.Module) -> list:
-        found = find_places(model)
-        if found['kind'] != 'cnn':
-            raise ValueError(f"PatchUp mixes blocks of 4-D feature maps, and {type(model).__name__} has none that fastmix found. "
-                             "Use ManifoldMixup or NoisyFeatureMixup for this model, or pass `places=[...]` whose outputs are 4-D.")
-        return ([found['stem']] if found['stem'] else []) + found['stages'][:2 - bool(found['stem'])]
+    def default_places(self, found:Places) -> list:
+        "The end of the stem and the first stage (Faramarzi et al.), 4-D feature maps only"
+        maps = [n for n in ([found.stem] if found.stem else []) + found.stages if found[n].layout in ('nchw', 'nhwc')
+                and len(found[n].shape) == 3]
+        if found.kind not in ('hierarchical', 'stack') or not maps:
+            raise ValueError(f"PatchUp mixes blocks of 4-D feature maps, and {found.model} has none that fastmix uses by default "
+                             f"(a {found.kind} network). Use ManifoldMixup or NoisyFeatureMixup for this model, or pass "
+                             "`places=[...]` whose outputs are 4-D.")
+        return maps[:2]
+
+    def _holes_for(self, shape:tuple, layout:str, device, dtype) -> Tensor:
+        "Holes for a map of `shape` (batch first), channels last when `layout` says so"
+        C,H,W = (shape[3], shape[1], shape[2]) if layout == 'nhwc' else shape[1:]
+        holes = block_holes((C, H, W), self.gamma, self.block_size, self.generator(device), device, dtype)
+        return holes.permute(1, 2, 0) if layout == 'nhwc' else holes
+
+    def _set_weight(self, holes:Tensor):
+        changed = holes.float().mean()  # a device tensor: no host-device sync
+        if self.patchup_type == 'hard': self.own_weight = 1 - changed
+        else:
+            lam = self.lam if isinstance(self.lam, float) else torch.as_tensor(self.lam, device=holes.device)  # no copy for a float
+            self.own_weight = 1 - changed * (1 - lam)
+
+    def draw_tensors(self, shape:tuple, device, place:Place):
+        if len(shape) != 4: return  # refused in `mix`, with the reason
+        self._holes = self._holes_for(shape, place.layout, device, torch.float32)
+        self._set_weight(self._holes)
 
     def mix(self, h:Tensor, at_input:bool) -> Tensor:
         if at_input: return super().mix(h, at_input)  # CutMix
         if h.ndim != 4:
             raise ValueError(f"PatchUp mixes 4-D feature maps (batch, channels, height, width), but the output of "
                              f"{self.place[0]!r} has shape {tuple(h.shape)}. Choose 4-D places (`places=[...]`).")
-        holes = block_holes(h.shape[1:], self.gamma, self.block_size, self.generator(h.device), h.device, h.dtype)
-        changed = holes.float().mean()
-        if self.patchup_type == 'hard':
-            self.own_weight = 1 - changed
-            return torch.lerp(h, h[self.perm], holes)
-        other = 1 - self.as_weight(self.lam, h)  # partner's share inside the blocks
-        lam = self.lam if isinstance(self.lam, float) else torch.as_tensor(self.lam, device=h.device)  # no copy for a float
-        self.own_weight = 1 - changed * (1 - lam)
-        return torch.lerp(h, h[self.perm], holes * other)
+        holes,self._holes = getattr(self, '_holes', None),None  # drawn before the forward pass
+        if holes is None or holes.shape != h.shape[1:]:
+            info = self.place_info
+            holes = self._holes_for(h.shape, info.layout if info is not None else 'nchw', h.device, h.dtype)
+            self._set_weight(holes)
+        holes = holes.to(h.dtype)
+        if self.patchup_type == 'hard': return torch.lerp(h, h[self.perm], holes)
+        return torch.lerp(h, h[self.perm], holes * (1 - self.as_weight(self.lam, h)))  # the partner's share inside the blocks
