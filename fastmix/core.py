@@ -67,6 +67,9 @@ class MixCallback(Callback):
     "Base of the fastmix callbacks: pairs, weights, place, hook, loss and clean-up; subclasses say how to mix"
     order,run_valid = 0,False  # after_loss must run before GradientAccumulation (6) and MixedPrecision (10)
     needs_4d = False           # whether `mix` needs (batch, channel, height, width) tensors at the input
+    # fastai's Callback.__setattr__ looks the name up on the Learner (to warn of shadowing); torch.compile cannot trace that
+    # from inside a hook, so the engine's state is set plainly
+    __setattr__ = object.__setattr__
     def __init__(self,
         alpha:float|Callable=1.,  # Beta(alpha, alpha) parameter of the mixing weight, or a schedule of it (see below)
         p:float=1.,               # probability that a training batch is mixed
@@ -143,7 +146,7 @@ def place_info(self:MixCallback) -> Place|None:
 @patch
 def _reset_batch(self:MixCallback):
     self.mixing,self.perm,self.own_weight,self.mixed_yb,self.place = False,None,None,None,None
-    self._armed,self._fired,self._calls = None,False,0
+    self._armed,self._fired,self._calls,self._call = None,False,0,0
 
 @patch
 def _remove_hooks(self:MixCallback, fit:bool=False):
@@ -166,7 +169,7 @@ def _seed_rng(self:MixCallback):
 def __getstate__(self:MixCallback):
     "Pickle (e.g. `learn.export`) without generators, hooks, places found or batch state"
     drop = ('_handles','_fit_handles','_gens','rng','perm','own_weight','mixed_yb','place','lam','found','_places')
-    d = {k:v for k,v in self.__dict__.items() if k not in drop and not k.startswith('_noise') and k != '_holes'}
+    d = {k:(None if k in ('_noise', '_holes') else v) for k,v in self.__dict__.items() if k not in drop}  # drawn tensors
     d.update(_handles=[], _fit_handles=[], _gens={}, rng=None, perm=None, own_weight=None, mixed_yb=None, place=None,
              found=None, _places=None)
     return d
@@ -304,6 +307,8 @@ def before_batch(self:MixCallback):
     else:
         info = self.place_info
         if info is not None: self.draw_tensors((find_bs(xb), *info.shape), xb[0].device, info)
+        self._call = info.call if info is not None else 0
+        if self._fit_handles and isinstance(self.lam, float): self.lam = torch.tensor(self.lam)  # a float would be compiled in
         if self._fit_handles: self._armed = k  # compiled: the hook registered for the fit mixes at place k
         else: self._handles.append(module.register_forward_hook(self._hook, prepend=True))  # before others' hooks: they see the mix
     self.mixing = True
@@ -334,8 +339,7 @@ def _hook(self:MixCallback, module, args, out):
 def _compiled_hook(self:MixCallback, k:int, module, args, out):
     "The hook under `torch.compile`: registered for the fit, it mixes only when its place `k` is this batch's"
     if self._armed != k or not (module.training and torch.is_grad_enabled()): return
-    info = self.place_info
-    if info is not None and self._calls < info.call: self._calls += 1; return
+    if self._calls < self._call: self._calls += 1; return  # plain ints: compiled code guards on them cheaply
     self._check_out(out)
     self._armed,self._fired = None,True
     return self.mix(out, False)

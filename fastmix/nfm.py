@@ -47,7 +47,7 @@ class NoisyFeatureMixup(ManifoldMixup):
                          distinct=distinct, seed=seed)
         self.add_noise_level = check_number(add_noise_level, 'add_noise_level', 0., math.inf)
         self.mult_noise_level = check_number(mult_noise_level, 'mult_noise_level', 0., math.inf)
-        self.manifold_mixup = manifold_mixup
+        self.manifold_mixup,self._noise = manifold_mixup,None
         if not manifold_mixup:
             if places: raise ValueError("`places` was given with `manifold_mixup=False` (input-only): pass one or the other.")
             self.places,self.mix_input = [],True
@@ -67,7 +67,8 @@ class NoisyFeatureMixup(ManifoldMixup):
         self.s2 = float(self.rng.beta(2, 5)) if self.mult_noise_level else 0.
 
     def mix(self, h:Tensor, at_input:bool) -> Tensor:
-        noise,self._noise = getattr(self, '_noise', None),None  # drawn before the forward pass for a hidden place
-        if at_input or noise is None or any(t is not None and t.shape != h.shape for t in noise): noise = None
-        return add_feature_noise(super().mix(h, at_input), self.add_noise_level * self.s1,
-                                 self.mult_noise_level * self.s2, self.generator(h.device), noise)
+        noise,self._noise = self._noise,None  # drawn before the forward pass for a hidden place
+        mixed = super().mix(h, at_input)
+        if not at_input and noise is not None and all(t is None or t.shape == h.shape for t in noise):
+            return add_feature_noise(mixed, 0., 0., noise=noise)  # no Python float read: compiled code stays general
+        return add_feature_noise(mixed, self.add_noise_level * self.s1, self.mult_noise_level * self.s2, self.generator(h.device))

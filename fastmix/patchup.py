@@ -47,7 +47,7 @@ class PatchUp(CutMix):
         self.gamma = check_number((0.75 if soft else 0.5) if gamma is None else gamma, 'gamma')
         if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
             raise ValueError(f"`block_size` must be a positive int, got {block_size!r}.")
-        self.block_size,self.places,self.mix_input = block_size,check_places(places),bool(mix_input)
+        self.block_size,self.places,self.mix_input,self._holes = block_size,check_places(places),bool(mix_input),None
 
     def default_places(self, found:Places) -> list:
         "The end of the stem and the first stage (Faramarzi et al.), 4-D feature maps only"
@@ -82,7 +82,7 @@ class PatchUp(CutMix):
         if h.ndim != 4:
             raise ValueError(f"PatchUp mixes 4-D feature maps (batch, channels, height, width), but the output of "
                              f"{self.place[0]!r} has shape {tuple(h.shape)}. Choose 4-D places (`places=[...]`).")
-        holes,self._holes = getattr(self, '_holes', None),None  # drawn before the forward pass
+        holes,self._holes = self._holes,None  # drawn before the forward pass
         if holes is None or holes.shape != h.shape[1:]:
             info = self.place_info
             holes = self._holes_for(h.shape, info.layout if info is not None else 'nchw', h.device, h.dtype)
