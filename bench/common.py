@@ -13,7 +13,8 @@ from functools import partial
 import numpy as np
 import torch
 import torchvision
-from fastai.basics import Callback, CancelValidException, CrossEntropyLossFlat, DataLoaders, Learner
+from fastai.basics import Callback, CancelValidException, CrossEntropyLossFlat, DataLoaders, Learner, noop
+from fastai.callback.progress import ProgressCallback
 import fastai.callback.mixup as fastai_mixup
 from fastmix.all import MixUp, CutMix, ManifoldMixup, NoisyFeatureMixup, PatchUp
 
@@ -105,7 +106,17 @@ def build_learner(cfg:Config, factory, state:dict, batches:list, ctl=None) -> Le
     dls = DataLoaders(BatchList(batches, cfg.device), BatchList([], cfg.device), device=cfg.device)
     cbs = [NoValidation()] + ([factory()] if factory is not None else [])
     if ctl is not None: cbs += [Marks(ctl, True), Marks(ctl, False)]
-    return Learner(dls, model, loss_func=CrossEntropyLossFlat(), cbs=cbs)
+    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), cbs=cbs)
+    learn.remove_cbs([cb for cb in learn.cbs if isinstance(cb, ProgressCallback)])
+    learn.logger = noop
+    return learn
+
+
+def fit(learn:Learner, lr:float=1e-3):
+    "One epoch over the Learner's batches at a constant learning rate"
+    # not `fastmix.testing.quiet_fit`: counts.py counts every op whose stack passes through fastmix's files as the
+    # callback's, so the fit itself must not run from a fastmix file
+    learn.fit(1, lr=lr)
 
 
 def clone_batches(batches:list) -> list:

@@ -18,8 +18,7 @@ import os, sys, warnings
 from collections import Counter
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from fastmix.testing import quiet_fit
-from common import Config, StepControl, build_learner, init_state, make_batches, seed_all
+from common import Config, StepControl, build_learner, fit, init_state, make_batches, seed_all
 
 import fastmix, fastai
 MIXER_FILES = (os.path.dirname(os.path.abspath(fastmix.__file__)) + os.sep,
@@ -116,7 +115,7 @@ def count_fit(cfg:Config, factory, state, batches, warmup:int, seed:int=0) -> Co
         warnings.simplefilter('always')
         if cuda: torch.cuda.set_sync_debug_mode('warn')  # CUDA only: also counts blocking copies
         try:
-            with OpCounter(ctl): quiet_fit(learn)
+            with OpCounter(ctl): fit(learn)
         finally:
             if cuda: torch.cuda.set_sync_debug_mode(0)
     ctl.cuda_sync_warnings = sum('synchroniz' in str(w.message) for w in ws)

@@ -16,8 +16,7 @@ import gc
 import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
-from fastmix.testing import quiet_fit
-from common import Config, StepControl, build_learner, init_state, make_batches, seed_all, sync
+from common import Config, StepControl, build_learner, fit, init_state, make_batches, seed_all, sync
 
 STEP = 'fastmix_bench_step'
 
@@ -88,12 +87,12 @@ def measure(cfg:Config, factory, state, batches, warmup:int, seed:int=0) -> tupl
         if cuda:
             learn = build_learner(cfg, factory, state, batches, ctl)
             ctl.cb = _the_cb(learn, factory)
-            quiet_fit(learn); peaks = ctl.peaks
+            fit(learn); peaks = ctl.peaks
         else:
             with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
                 learn = build_learner(cfg, factory, state, batches, ctl)
                 ctl.cb = _the_cb(learn, factory)
-                quiet_fit(learn)
+                fit(learn)
     finally: gc.enable()
     if not cuda:
         peaks = _cpu_step_peaks(prof)

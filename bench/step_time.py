@@ -18,8 +18,7 @@ from __future__ import annotations
 import gc, os, resource, threading, time, traceback
 import numpy as np
 import torch
-from fastmix.testing import quiet_fit
-from common import (Config, StepControl, build_learner, clone_batches, make_batches, init_state, now, seed_all, sync)
+from common import (Config, StepControl, build_learner, clone_batches, fit, make_batches, init_state, now, seed_all, sync)
 
 
 class Baton:
@@ -58,7 +57,7 @@ def _worker(name, factory, cfg, state, batches, baton, ctl, threads, errors):
     baton.take(name)
     try:
         learn = build_learner(cfg, factory, state, batches, ctl)
-        quiet_fit(learn)
+        fit(learn)
         if len(ctl.times) != ctl.n_steps: raise RuntimeError(f'{name}: {len(ctl.times)} steps timed, not {ctl.n_steps}')
     except Exception as e:
         errors[name] = ''.join(traceback.format_exception(e))
