@@ -215,7 +215,7 @@ class _GridBar:
     def close(self):
         if self.pb is not None and isinstance(self.pb, ConsoleProgressBar): print()  # end the bar's line
 
-# %% ../nbs/08_compare.ipynb #d4a329bc
+# %% ../nbs/08_compare.ipynb #448010c1
 def _train_grid(todo:list, meths:dict, d:CompareData, store:RunStore, a:dict, verbose:bool) -> dict:
     "Train and score the (seed, method) runs of `todo`, saving each as it ends: `{(seed, method): record}`"
     steps = a['epochs'] + (1 if a['schedule'] == 'fine_tune' else 0) + 1
@@ -223,7 +223,7 @@ def _train_grid(todo:list, meths:dict, d:CompareData, store:RunStore, a:dict, ve
     for j,(s,k) in enumerate(todo):
         comment = f"{k}, seed {s} (run {j+1} of {len(todo)} to train)"
         if bar.pb is not None: bar.pb.comment = comment
-        if k in skipped: rec = _skip_record(k, s, skipped[k]); bar.i += steps - 1; bar.tick()
+        if k in skipped: rec = _skip_record(k, s, skipped[k])  # it refused seed 0: the same setup again
         else:
             try:
                 learn,sec = train_run(meths.get(k), d, a['arch'], a['epochs'], s, a['bs'], a['lr'], a['device'],
@@ -231,10 +231,8 @@ def _train_grid(todo:list, meths:dict, d:CompareData, store:RunStore, a:dict, ve
                 r = evaluate_run(learn.model, learn.dls.valid, a['gauss_levels'], a['sp_levels'], d.lo, d.hi)
                 rec = _run_record(k, s, r, sec)
                 del learn
-            except MethodSkipped as e:
-                skipped[k] = str(e); rec = _skip_record(k, s, str(e))
-                bar.i = (j + 1) * steps - 1
-            bar.i = (j + 1) * steps - 1; bar.tick(comment)
+            except MethodSkipped as e: skipped[k] = str(e); rec = _skip_record(k, s, str(e))
+        bar.i = (j + 1) * steps - 1; bar.tick(comment)  # the evaluation step (and any epochs not run)
         store.save(k, s, rec)
         recs[(s, k)] = rec
     bar.close()

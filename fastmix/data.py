@@ -144,7 +144,7 @@ def folder_items(path,                  # PATH/<class>/<image>, or PATH/train/<c
     if unseen: raise CompareError(f"classes {unseen} of the test split have no training images in {str(path)!r}")
     return ImageFolderItems(path, files, labels, list(itr), list(ite), vocab, skipped)
 
-# %% ../nbs/01_data.ipynb #f9376ca2
+# %% ../nbs/01_data.ipynb #2436de7c
 def _imagenet_range() -> tuple:
     "The normalised values of a black and a white pixel per channel, shape (1, 3, 1, 1) each"
     m,s = (torch.tensor(v).view(1, 3, 1, 1) for v in imagenet_stats)
@@ -166,8 +166,7 @@ def folder_dls(items:ImageFolderItems, # from `folder_items`
                        splitter=IndexSplitter(range(n_tr, len(files))), item_tfms=Resize(size),
                        batch_tfms=tfms + [Normalize.from_stats(*imagenet_stats)])
     cuda = device is not None and torch.device(device).type == 'cuda'
-    return dblock.dataloaders(files, bs=bs, val_bs=2*bs, num_workers=num_workers, device=device,
-                              pin_memory=cuda, persistent_workers=num_workers > 0)
+    return dblock.dataloaders(files, bs=bs, val_bs=2*bs, num_workers=num_workers, device=device, pin_memory=cuda)
 
 # %% ../nbs/01_data.ipynb #41e04848
 class CompareData:
