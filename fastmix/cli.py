@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_data_args(c); _add_train_args(c)
     return p
 
-# %% ../nbs/08a_cli.ipynb #2af0d56b
+# %% ../nbs/08a_cli.ipynb #6438d11a
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     print(f"fastmix compare: warning: {message}", file=sys.stderr if file is None else file)
 
@@ -88,4 +88,5 @@ def main(argv:list|None=None # the arguments (default: `sys.argv[1:]`)
         p.exit(130, f"\n{prog}: interrupted; the finished runs are saved in {args.out}/runs: rerun the same command to resume\n")
     finally: warnings.showwarning = show
 
-if __name__ == '__main__': main()  # `python -m fastmix.cli compare ...` works too
+# %% ../nbs/08a_cli.ipynb #d2f9f8f0
+if __name__ == '__main__': main()  # `python -m fastmix.cli compare ...` works too (not run in this notebook)

@@ -85,11 +85,12 @@ class _StopAfter(Callback):
     def after_batch(self):
         if self.training and self.iter + 1 >= self.n: raise CancelFitException()
 
-# %% ../nbs/08_compare.ipynb #622bcf41
+# %% ../nbs/08_compare.ipynb #88021827
 def _first_line(e:Exception) -> str:
     "The error's type and first line of message, without fastai's 'Exception occured in `X` when calling event' line"
     s = [l.strip() for l in str(e).splitlines() if l.strip() and not l.startswith('Exception occured in')]
-    return f"{type(e).__name__}: {s[0] if s else ''}"[:300]
+    first = s[0].split('. ')[0].rstrip('.') + '.' if s else ''  # the first sentence
+    return f"{type(e).__name__}: {first}"
 
 def train_run(cb_factory,             # zero-argument factory of a mixing callback, or None for the baseline
               data:CompareData,       # from `compare_data`

@@ -74,7 +74,7 @@ def digits_dls(size:int=32, bs:int=64, test_size:float=0.3, seed:int=0, device=N
 class CompareError(ValueError):
     "A bad argument to `fastmix.compare` or bad data: `fastmix compare` prints its message on one line and exits non-zero"
 
-# %% ../nbs/01_data.ipynb #7c38887f
+# %% ../nbs/01_data.ipynb #fd94495f
 _SPLITS = ('valid', 'val', 'test')
 
 @dataclass
@@ -106,11 +106,11 @@ def _drop_unreadable(files:list, bad_images:str) -> tuple:
     for f in files:
         why = _unreadable(f)
         if why is None: keep.append(f); continue
-        if bad_images == 'stop': raise CompareError(f"cannot read image {f}: {why} (bad_images='stop'; 'skip' leaves such files out)")
+        if bad_images == 'stop': raise CompareError(f"cannot read image {f}: {why} (bad_images='stop'; 'skip' leaves such files out with a warning)")
         skipped.append((f, why))
     if skipped:
         warnings.warn(f"skipped {len(skipped)} of {len(files)} image files that cannot be read (first: {skipped[0][0]}: "
-                      f"{skipped[0][1]}); bad_images='stop' raises instead", stacklevel=3)
+                      f"{skipped[0][1]}); bad_images='stop' (--bad-images stop) stops instead", stacklevel=3)
     return keep,skipped
 
 # %% ../nbs/01_data.ipynb #38607190
