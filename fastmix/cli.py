@@ -9,7 +9,7 @@ import argparse, os, sys, warnings
 # %% auto #0
 __all__ = ['main']
 
-# %% ../nbs/08a_cli.ipynb #ecd43918
+# %% ../nbs/08a_cli.ipynb #797bbc10
 class _Parser(argparse.ArgumentParser):
     "An `ArgumentParser` whose errors are one line: `prog: error: message`, exit status 2"
     def error(self, message): self.exit(2, f"{self.prog}: error: {message}\n")
@@ -21,47 +21,72 @@ def _import_compare():
         import fastmix.compare
     return fastmix.compare
 
+# %% ../nbs/08a_cli.ipynb #168c3094
+def _add_data_args(c):
+    c.add_argument('--data', default='digits', metavar='digits|PATH',
+                   help="'digits' (scikit-learn's, no download) or a folder of class folders (default: digits)")
+    c.add_argument('--size', type=int, default=32, help="side of the (square) images, digits or folder (default: 32)")
+    c.add_argument('--limit', type=int, default=None, metavar='N', help="use at most N training and N test images (quick trials)")
+    c.add_argument('--aug', action='store_true', help="fastai's aug_transforms on the training batches (folders only)")
+    c.add_argument('--workers', type=int, default=None, metavar='N',
+                   help="data loader workers for a folder (default: min(8, cpus) for 1,000 images or more, else 0)")
+    c.add_argument('--bad-images', choices=('skip', 'stop'), default='skip',
+                   help="an image that cannot be read: skip it (one warning counts them) or stop (default: skip)")
+
+def _add_train_args(c):
+    c.add_argument('--methods', nargs='+', default=None, metavar='NAME',
+                   help="methods to compare with the baseline: mixup, cutmix, manifold, nfm, patchup, or the class names (default: all)")
+    c.add_argument('--arch', default='resnet10w16', metavar='NAME',
+                   help="resnet10w16 (default), resnet10w32, resnet10 (fastmix's), any torchvision name (e.g. resnet18), "
+                   "any timm name (e.g. convnext_atto; needs timm), or timm/NAME, torchvision/NAME when both have it")
+    c.add_argument('--pretrained', action='store_true', help="start from pretrained weights already in the local cache (nothing is downloaded)")
+    c.add_argument('--fine-tune', action='store_true', help="fastai's fine_tune (1 frozen epoch, then --epochs unfrozen) instead of fit_one_cycle")
+    c.add_argument('--epochs', type=int, default=8, help="training epochs per run (default: 8)")
+    c.add_argument('--seeds', type=int, default=2, help="runs per method, seeds 0..K-1 (default: 2)")
+    c.add_argument('--bs', type=int, default=64, help="batch size (default: 64)")
+    c.add_argument('--lr', type=float, default=3e-3, help="peak one-cycle learning rate, or fine_tune's base_lr (default: 0.003)")
+    c.add_argument('--out', default='fastmix_out', metavar='DIR',
+                   help="folder for the results and the finished runs; a rerun with the same arguments resumes (default: fastmix_out)")
+    c.add_argument('--cpu', action='store_true', help="train on the CPU even when a GPU is there")
+
 def _parser() -> argparse.ArgumentParser:
-    cmp = _import_compare()
-    ARCHS = cmp.ARCHS
     p = _Parser(prog='fastmix', description="fastmix: mixing regularisation for fastai")
     sub = p.add_subparsers(dest='command', metavar='COMMAND', parser_class=_Parser)
     sub.required = True
     c = sub.add_parser('compare', help="train the baseline and each method; compare accuracy, robustness, calibration, cost",
                        description="Train one network from the same seeds with no mixing and with each method at its "
-                       "defaults; report clean accuracy, accuracy under Gaussian and salt-and-pepper noise, expected "
-                       "calibration error and time per epoch (mean and sd over seeds); write results.csv, results.md, "
-                       "noise.png and reliability.png to --out.")
-    c.add_argument('--data', default='digits', metavar='digits|PATH',
-                   help="'digits' (scikit-learn's, no download) or a folder of class folders (default: digits)")
-    c.add_argument('--methods', nargs='+', default=None, metavar='NAME',
-                   help="methods to compare with the baseline: mixup, cutmix, manifold, nfm, patchup, or the class names "
-                   "(default: all)")
-    c.add_argument('--epochs', type=int, default=8, help="training epochs per run (default: 8)")
-    c.add_argument('--seeds', type=int, default=2, help="runs per method, seeds 0..K-1 (default: 2)")
-    c.add_argument('--arch', default='resnet10w16', choices=list(ARCHS),
-                   help="network: ResNet-10 at widths 16-128 or 32-256, or at torchvision's widths; ResNet-18 (default: resnet10w16)")
-    c.add_argument('--out', default='fastmix_out', metavar='DIR', help="folder for the results (default: fastmix_out)")
-    c.add_argument('--bs', type=int, default=64, help="batch size (default: 64)")
-    c.add_argument('--lr', type=float, default=3e-3, help="peak one-cycle learning rate (default: 0.003)")
-    c.add_argument('--size', type=int, default=32, help="side of the (square) images, digits or folder (default: 32)")
-    c.add_argument('--limit', type=int, default=None, metavar='N',
-                   help="use at most N training and N test images (quick trials)")
-    c.add_argument('--cpu', action='store_true', help="train on the CPU even when a GPU is there")
+                       "defaults; report clean accuracy, accuracy under Gaussian and salt-and-pepper noise, calibration (ECE "
+                       "and NLL, before and after temperature scaling) and time per epoch (mean and sd over seeds); write "
+                       "results.csv, results.md, noise.png and reliability.png to --out. Each finished run is saved in "
+                       "--out/runs; rerunning the same command trains only the runs that are missing.")
+    _add_data_args(c); _add_train_args(c)
     return p
+
+# %% ../nbs/08a_cli.ipynb #6438d11a
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"fastmix compare: warning: {message}", file=sys.stderr if file is None else file)
 
 def main(argv:list|None=None # the arguments (default: `sys.argv[1:]`)
         ):
-    "The `fastmix` command: `fastmix compare [--data digits|PATH] [--methods ...] [--epochs N] [--seeds K] [--arch ...] [--out DIR]`"
+    "The `fastmix` command: `fastmix compare [--data digits|PATH] [--arch NAME] [--pretrained] [--fine-tune] [--methods ...] [--out DIR] ...`"
     # Threads that wait for work should sleep, not spin: on a busy shared CPU, spinning OpenMP threads of PyTorch slow
     # training down 5-20x (measured on 2 cores). Read once, when torch loads: only effective before `import torch`.
     os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
     p = _parser()
     args = p.parse_args(argv)
-    compare,CompareError = _import_compare().compare,_import_compare().CompareError
+    cmp = _import_compare()
     prog = f"{p.prog} {args.command}"
+    show = warnings.showwarning
+    warnings.showwarning = _one_line_warning  # e.g. the count of skipped images: one line, no source location
     try:
-        compare(data=args.data, methods=args.methods, epochs=args.epochs, seeds=args.seeds, arch=args.arch, out=args.out,
-                bs=args.bs, lr=args.lr, size=args.size, limit=args.limit, device='cpu' if args.cpu else None)
-    except CompareError as e: p.exit(2, f"{prog}: error: {e}\n")
-    except KeyboardInterrupt: p.exit(130, f"\n{prog}: interrupted\n")
+        cmp.compare(data=args.data, methods=args.methods, epochs=args.epochs, seeds=args.seeds, arch=args.arch, out=args.out,
+                    bs=args.bs, lr=args.lr, size=args.size, limit=args.limit, pretrained=args.pretrained,
+                    schedule='fine_tune' if args.fine_tune else 'one_cycle', aug=args.aug, num_workers=args.workers,
+                    bad_images=args.bad_images, device='cpu' if args.cpu else None)
+    except cmp.CompareError as e: p.exit(2, f"{prog}: error: {e}\n")
+    except KeyboardInterrupt:
+        p.exit(130, f"\n{prog}: interrupted; the finished runs are saved in {args.out}/runs: rerun the same command to resume\n")
+    finally: warnings.showwarning = show
+
+# %% ../nbs/08a_cli.ipynb #d2f9f8f0
+if __name__ == '__main__': main()  # `python -m fastmix.cli compare ...` works too (not run in this notebook)
