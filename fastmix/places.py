@@ -191,10 +191,10 @@ def _plan(places:list, keys:list, aliases:dict, has_params, bypassed) -> tuple:
     "`(kind, stem, stages)` from the eligible places in forward order"
     groups = _groups(places, keys)
     if not any(p.block for p in places):  # a plain stack of layers
-        if all(p.layout == 'flat' for p in places):  # an MLP: the place before each weight layer, and the last
-            ends = [p for p,q in zip(places, places[1:] + [None]) if q is None or has_params(q.name, matrix=True)]
-            return 'mlp',None,[p.name for p in ends]
+        ends = [p.name for p,q in zip(places, places[1:] + [None]) if q is None or has_params(q.name, matrix=True)]
+        if all(p.layout == 'flat' for p in places): return 'mlp',None,ends  # the end of each layer, before the next weight layer
         while groups and all(p.layout == 'flat' or not has_params(p.name) for p in groups[-1]): groups.pop()  # the head
+        if len(groups) == 1: return 'stack',None,ends[:-1]  # one resolution (a fully convolutional net): layers, the last excluded
         ends = [_stage_end(g, groups[i+1:], aliases) for i,g in enumerate(groups)]
         return 'stack',None,[p.name for p in ends[:-1] if p is not None]
     first = next(i for i,g in enumerate(groups) if any(p.block for p in g))
