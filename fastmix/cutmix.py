@@ -21,14 +21,10 @@ def box_coords(cut, cy, cx, H:int, W:int):
 class CutMix(MixCallback):
     "Paste a box of the partner image into each image; own weight = 1 - exact box area (Yun et al. 2019)"
     needs_4d = True
+    @delegates(MixCallback.__init__)  # p (official CIFAR recipe: 0.5), per_sample (one box per sample), ...: in the engine
     def __init__(self,
-        alpha:float|Callable=1.,  # Beta(alpha, alpha) parameter of `lam`, or a schedule of it
-        p:float=1.,               # probability that a training batch is mixed (official CIFAR recipe: 0.5)
-        stop_at:float|None=None,  # stop mixing after this fraction of training (None: never)
-        per_sample:bool=False,    # one box per sample instead of one per batch
-        distinct:bool=False,      # never pair a sample with itself
-        seed:int|None=None,       # seed of the callback's own generators
-    ): super().__init__(alpha, p=p, stop_at=stop_at, per_sample=per_sample, distinct=distinct, seed=seed)
+        alpha:float|Callable=1.,  # Beta(alpha, alpha) parameter of `lam`, or a schedule of it (the paper's 1.0)
+        **kwargs): super().__init__(alpha, **kwargs)
 
     def draw(self, bs:int):
         super().draw(bs)

@@ -32,17 +32,13 @@ def no_hidden_place(cb, found:Places):
 # %% ../nbs/05_manifold.ipynb #51ff6c42
 class ManifoldMixup(MixUp):
     "MixUp at the input or at the output of a hidden stage drawn uniformly per batch (Verma et al. 2019)"
+    @delegates(MixUp.__init__)  # p, stop_at, per_sample, distinct, seed: documented once, in the engine
     def __init__(self,
-        alpha:float|Callable=2.,   # Beta(alpha, alpha) parameter of `lam`, or a schedule of it
+        alpha:float|Callable=2.,   # Beta(alpha, alpha) parameter of `lam`, or a schedule of it (the paper's 2.0)
         places:list|None=None,     # hidden places (module names or modules); None: found by `find_places`
         mix_input:bool|None=None,  # also mix at the input; None: when every input is a float tensor
-        p:float=1.,                # probability that a training batch is mixed
-        stop_at:float|None=None,   # stop mixing after this fraction of training (None: never)
-        per_sample:bool=False,     # one `lam` per sample instead of one per batch
-        distinct:bool=False,       # never pair a sample with itself
-        seed:int|None=None,        # seed of the callback's own generators
-    ):
-        super().__init__(alpha, p=p, stop_at=stop_at, per_sample=per_sample, distinct=distinct, seed=seed)
+        **kwargs):
+        super().__init__(alpha, **kwargs)
         self.places,self.mix_input = check_places(places),mix_input
 
     def default_places(self, found:Places) -> list:

@@ -13,14 +13,10 @@ __all__ = ['MixUp']
 # %% ../nbs/02_mixup.ipynb #feab56bb
 class MixUp(MixCallback):
     "Mix inputs as `lam*x + (1-lam)*x[perm]` and weigh the targets `lam`, `1-lam` (Zhang et al. 2018)"
+    @delegates(MixCallback.__init__)  # p, stop_at, per_sample, distinct, seed: documented once, in the engine
     def __init__(self,
-        alpha:float|Callable=0.4, # Beta(alpha, alpha) parameter of `lam`, or a schedule of it
-        p:float=1.,               # probability that a training batch is mixed
-        stop_at:float|None=None,  # stop mixing after this fraction of training (None: never)
-        per_sample:bool=False,    # one `lam` per sample (fastai's way) instead of one per batch (the paper's)
-        distinct:bool=False,      # never pair a sample with itself
-        seed:int|None=None,       # seed of the callback's own generators
-    ): super().__init__(alpha, p=p, stop_at=stop_at, per_sample=per_sample, distinct=distinct, seed=seed)
+        alpha:float|Callable=0.4, # Beta(alpha, alpha) parameter of `lam`, or a schedule of it (fastai's default)
+        **kwargs): super().__init__(alpha, **kwargs)
 
     def mix(self, h:Tensor, at_input:bool) -> Tensor:
         self.own_weight = self.lam

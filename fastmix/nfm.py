@@ -30,27 +30,20 @@ def add_feature_noise(h:Tensor, add:float, mult:float, generator:torch.Generator
 # %% ../nbs/06_nfm.ipynb #9d12df33
 class NoisyFeatureMixup(ManifoldMixup):
     "Manifold Mixup, then `(1 + m*s2*u)*mixed + a*s1*e` noise at the mixing place (Lim et al. 2022)"
+    @delegates(ManifoldMixup.__init__)  # places, mix_input and the engine's arguments: documented once, where they are defined
     def __init__(self,
-        alpha:float|Callable=1.,     # Beta(alpha, alpha) parameter of `lam`, or a schedule of it
+        alpha:float|Callable=1.,     # Beta(alpha, alpha) parameter of `lam`, or a schedule of it (the paper's 1.0)
         add_noise_level:float=0.4,   # `a`: scale of the additive Gaussian noise
         mult_noise_level:float=0.2,  # `m`: scale of the multiplicative uniform noise
         manifold_mixup:bool=True,    # mix at hidden places too; False: input-only noisy mixup
-        places:list|None=None,       # hidden places (module names or modules); None: every eligible stage
-        mix_input:bool|None=None,    # also mix at the input; None: when every input is a float tensor
-        p:float=1.,                  # probability that a training batch is mixed
-        stop_at:float|None=None,     # stop mixing after this fraction of training (None: never)
-        per_sample:bool=False,       # one `lam` per sample instead of one per batch
-        distinct:bool=False,         # never pair a sample with itself
-        seed:int|None=None,          # seed of the callback's own generators
-    ):
-        super().__init__(alpha, places=places, mix_input=mix_input, p=p, stop_at=stop_at, per_sample=per_sample,
-                         distinct=distinct, seed=seed)
+        **kwargs):
+        if not manifold_mixup and kwargs.get('places'):
+            raise ValueError("`places` was given with `manifold_mixup=False` (input-only): pass one or the other.")
+        super().__init__(alpha, **kwargs)
         self.add_noise_level = check_number(add_noise_level, 'add_noise_level', 0., math.inf)
         self.mult_noise_level = check_number(mult_noise_level, 'mult_noise_level', 0., math.inf)
         self.manifold_mixup,self._noise = manifold_mixup,None
-        if not manifold_mixup:
-            if places: raise ValueError("`places` was given with `manifold_mixup=False` (input-only): pass one or the other.")
-            self.places,self.mix_input = [],True
+        if not manifold_mixup: self.places,self.mix_input = [],True
 
     def default_places(self, found:Places) -> list:
         "One more stage than ManifoldMixup (Lim et al.: `layer1`..`layer3` of a ResNet)"

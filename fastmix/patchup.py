@@ -26,6 +26,7 @@ def block_holes(shape, gamma:float, block_size:int, generator=None, device=None,
 # %% ../nbs/07_patchup.ipynb #9c6b2cb9
 class PatchUp(CutMix):
     "Swap (hard) or blend (soft) blocks of hidden 4-D feature maps with the partner's; CutMix at the input (Faramarzi et al. 2022)"
+    @delegates(CutMix.__init__)  # stop_at, per_sample, distinct, seed: documented once, in the engine
     def __init__(self,
         alpha:float|Callable=2.,     # Beta(alpha, alpha) parameter of `lam`, or a schedule of it (CutMix area; soft blending)
         patchup_type:str='hard',     # 'hard' (swap blocks) or 'soft' (blend blocks)
@@ -34,15 +35,10 @@ class PatchUp(CutMix):
         places:list|None=None,       # hidden places (module names or modules); None: end of the stem and first stage
         mix_input:bool=True,         # CutMix at the input as one of the places
         p:float|None=None,           # probability that a batch is mixed; None: 0.7 hard, 1.0 soft
-        stop_at:float|None=None,     # stop mixing after this fraction of training (None: never)
-        per_sample:bool=False,       # one `lam` per sample instead of one per batch
-        distinct:bool=False,         # never pair a sample with itself
-        seed:int|None=None,          # seed of the callback's own generators
-    ):
+        **kwargs):
         if patchup_type not in ('hard', 'soft'): raise ValueError(f"`patchup_type` must be 'hard' or 'soft', got {patchup_type!r}.")
         soft = patchup_type == 'soft'
-        super().__init__(alpha, p=(1. if soft else 0.7) if p is None else p, stop_at=stop_at, per_sample=per_sample,
-                         distinct=distinct, seed=seed)
+        super().__init__(alpha, p=(1. if soft else 0.7) if p is None else p, **kwargs)
         self.patchup_type = patchup_type
         self.gamma = check_number((0.75 if soft else 0.5) if gamma is None else gamma, 'gamma')
         if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
@@ -59,34 +55,39 @@ class PatchUp(CutMix):
                              "`places=[...]` whose outputs are 4-D.")
         return maps[:2]
 
-    def _holes_for(self, shape:tuple, layout:str, device, dtype) -> Tensor:
-        "Holes for a map of `shape` (batch first), channels last when `layout` says so"
-        C,H,W = (shape[3], shape[1], shape[2]) if layout == 'nhwc' else shape[1:]
-        holes = block_holes((C, H, W), self.gamma, self.block_size, self.generator(device), device, dtype)
-        return holes.permute(1, 2, 0) if layout == 'nhwc' else holes
+# %% ../nbs/07_patchup.ipynb #7de50c52
+@patch
+def _holes_for(self:PatchUp, shape:tuple, layout:str, device, dtype) -> Tensor:
+    "Holes for a map of `shape` (batch first), channels last when `layout` says so"
+    C,H,W = (shape[3], shape[1], shape[2]) if layout == 'nhwc' else shape[1:]
+    holes = block_holes((C, H, W), self.gamma, self.block_size, self.generator(device), device, dtype)
+    return holes.permute(1, 2, 0) if layout == 'nhwc' else holes
 
-    def _set_weight(self, holes:Tensor):
-        changed = holes.float().mean()  # a device tensor: no host-device sync
-        if self.patchup_type == 'hard': self.own_weight = 1 - changed
-        else:
-            lam = self.lam if isinstance(self.lam, float) else torch.as_tensor(self.lam, device=holes.device)  # no copy for a float
-            self.own_weight = 1 - changed * (1 - lam)
+@patch
+def _set_weight(self:PatchUp, holes:Tensor):
+    changed = holes.float().mean()  # a device tensor: no host-device sync
+    if self.patchup_type == 'hard': self.own_weight = 1 - changed
+    else:
+        lam = self.lam if isinstance(self.lam, float) else torch.as_tensor(self.lam, device=holes.device)  # no copy for a float
+        self.own_weight = 1 - changed * (1 - lam)
 
-    def draw_tensors(self, shape:tuple, device, place:Place):
-        if len(shape) != 4: return  # refused in `mix`, with the reason
-        self._holes = self._holes_for(shape, place.layout, device, torch.float32)
-        self._set_weight(self._holes)
+@patch
+def draw_tensors(self:PatchUp, shape:tuple, device, place:Place):
+    if len(shape) != 4: return  # refused in `mix`, with the reason
+    self._holes = self._holes_for(shape, place.layout, device, torch.float32)
+    self._set_weight(self._holes)
 
-    def mix(self, h:Tensor, at_input:bool) -> Tensor:
-        if at_input: return super().mix(h, at_input)  # CutMix
-        if h.ndim != 4:
-            raise ValueError(f"PatchUp mixes 4-D feature maps (batch, channels, height, width), but the output of "
-                             f"{self.place[0]!r} has shape {tuple(h.shape)}. Choose 4-D places (`places=[...]`).")
-        holes,self._holes = self._holes,None  # drawn before the forward pass
-        if holes is None or holes.shape != h.shape[1:]:
-            info = self.place_info
-            holes = self._holes_for(h.shape, info.layout if info is not None else 'nchw', h.device, h.dtype)
-            self._set_weight(holes)
-        holes = holes.to(h.dtype)
-        if self.patchup_type == 'hard': return torch.lerp(h, h[self.perm], holes)
-        return torch.lerp(h, h[self.perm], holes * (1 - self.as_weight(self.lam, h)))  # the partner's share inside the blocks
+@patch
+def mix(self:PatchUp, h:Tensor, at_input:bool) -> Tensor:
+    if at_input: return CutMix.mix(self, h, at_input)
+    if h.ndim != 4:
+        raise ValueError(f"PatchUp mixes 4-D feature maps (batch, channels, height, width), but the output of "
+                         f"{self.place[0]!r} has shape {tuple(h.shape)}. Choose 4-D places (`places=[...]`).")
+    holes,self._holes = self._holes,None  # drawn before the forward pass
+    if holes is None or holes.shape != h.shape[1:]:
+        info = self.place_info
+        holes = self._holes_for(h.shape, info.layout if info is not None else 'nchw', h.device, h.dtype)
+        self._set_weight(holes)
+    holes = holes.to(h.dtype)
+    if self.patchup_type == 'hard': return torch.lerp(h, h[self.perm], holes)
+    return torch.lerp(h, h[self.perm], holes * (1 - self.as_weight(self.lam, h)))  # the partner's share inside the blocks
