@@ -77,16 +77,19 @@ def _is_float(t) -> bool: return torch.is_tensor(t) and t.is_floating_point()
 # %% ../nbs/04_places.ipynb #b437e12b
 @torch.enable_grad()
 def trace_calls(model:nn.Module, xb:tuple) -> tuple:
-    "Run `model` once on `xb` in eval mode with hooks on every module: `(calls, dominator ids, ids of the prediction's nodes)`"
+    "Run `model` once on `xb` in eval mode with hooks on every module: `(calls, dominator ids, prediction's node ids, rerun)`"
     names = {id(m):n for n,m in model.named_modules()}
     calls,counts,sources,seq,made,began = [],{},[],[0],{},{}  # made: (id, version) of an output -> (its call, consumers, the tensor)
+    leaves,rerun,backward = [],set(),[False]  # rerun: modules run again during backward (gradient checkpointing)
     def source(t):
-        s = t.detach().requires_grad_(True).clone(); sources.append(s.grad_fn); return s
+        leaf = t.detach().requires_grad_(True); s = leaf.clone(); leaves.append(leaf); sources.append(s.grad_fn); return s
     def pre(m, args):
+        if backward[0]: rerun.add(names[id(m)]); return
         seq[0] += 1; began[id(m)] = seq[0]
         for a in args:
             if torch.is_tensor(a) and (id(a), a._version) in made: made[id(a), a._version][1].append((seq[0], names[id(m)]))
     def post(m, args, out):
+        if backward[0]: return
         name = names[id(m)]; i = counts[name] = counts.get(name, -1) + 1; seq[0] += 1
         if not _is_float(out): calls.append(ModuleCall(name, m, i, seq[0], start=began[id(m)])); return  # tuples, ints: no place
         ts = [a for a in args if torch.is_tensor(a)]
@@ -101,28 +104,31 @@ def trace_calls(model:nn.Module, xb:tuple) -> tuple:
         for p in grads: p.requires_grad_(False)  # the graph then holds only what depends on the input
         model.eval()  # no BatchNorm statistics updated, no dropout drawn
         pred = model(*(source(x) if _is_float(x) else x for x in xb))
+        outs = [pred] if torch.is_tensor(pred) else [o for o in pred if torch.is_tensor(o)] if isinstance(pred, (tuple, list)) else []
+        ts = [o for o in outs if o.grad_fn is not None]
+        backward[0] = True  # a checkpointed segment runs its modules again here: a mix there would not be replayed
+        if ts and leaves: torch.autograd.grad(ts, leaves, [torch.ones_like(o) for o in ts], allow_unused=True)
     finally:
         for h in hooks: h.remove()
         for p,g in grads.items(): p.requires_grad_(g)
         for m,t in modes.items(): m.training = t
-    outs = [pred] if torch.is_tensor(pred) else [o for o in pred if torch.is_tensor(o)] if isinstance(pred, (tuple, list)) else []
-    roots = [o.grad_fn for o in outs if o.grad_fn is not None]
+    roots = [o.grad_fn for o in ts]
     doms = dominators(roots, sources) if roots and sources else set()
     for c in calls:
         if not c.tkey: continue
         # an alias returned after its tensor was used elsewhere (a shortcut Identity) changes only that branch
         first,used,_ = made[c.tkey]
         c.used_before = first is not c and any(s < c.seq and not _related(n, c.name) for s,n in used)
-    return calls,doms,{id(r) for r in roots}
+    return calls,doms,{id(r) for r in roots},rerun
 
 # %% ../nbs/04_places.ipynb #dc5cdfe3
 def eligible_calls(model:nn.Module, xb:tuple) -> tuple:
     "`(eligible, calls, dominators)`: the module calls whose output carries the whole signal, one per tensor, outermost name"
-    calls,doms,roots = trace_calls(model, xb)
+    calls,doms,roots,rerun = trace_calls(model, xb)
     bs = next(x.shape[0] for x in xb if torch.is_tensor(x))
     chosen = {}
     for c in calls:
-        if c.node is None or id(c.node) not in doms or id(c.node) in roots or c.used_before: continue
+        if c.node is None or id(c.node) not in doms or id(c.node) in roots or c.used_before or c.name in rerun: continue
         if len(c.shape) < 2 or c.shape[0] != bs: continue  # the batch must come first
         prev = chosen.get(c.tkey)
         if prev is None: c.aliases = [c.name]; chosen[c.tkey] = c
