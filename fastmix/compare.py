@@ -24,7 +24,18 @@ from .patchup import PatchUp
 
 # %% auto #0
 __all__ = ['METHOD_ALIASES', 'mixing_methods', 'resolve_methods', 'MethodSkipped', 'TrainTimer', 'SkipValidate', 'train_run',
-           'evaluate_run', 'RunStore', 'compare']
+           'evaluate_run', 'RunStore', 'compare', 'CompareError', 'CompareData', 'compare_data', 'ARCHS', 'ResNetW',
+           'resolve_arch', 'check_pretrained', 'make_learner', 'NFM_GAUSS_LEVELS', 'GAUSS_LEVELS', 'SP_LEVELS',
+           'gaussian_noise', 'salt_pepper', 'reliability_bins', 'expected_calibration_error', 'nll', 'fit_temperature',
+           'calibration', 'SUMMARY_COLS', 'summarise', 'format_summary', 'level_table', 'text_table', 'md_table',
+           'plot_noise', 'plot_reliability', 'CompareResult', 'write_report', 'REPORT_FILES']
+
+# %% ../nbs/08_compare.ipynb #2a2417f7
+# the names `fastmix.compare` exported before it was split into parts: `from fastmix.compare import *` still gives them
+_all_ = ['CompareError', 'CompareData', 'compare_data', 'ARCHS', 'ResNetW', 'resolve_arch', 'check_pretrained', 'make_learner',
+         'NFM_GAUSS_LEVELS', 'GAUSS_LEVELS', 'SP_LEVELS', 'gaussian_noise', 'salt_pepper', 'reliability_bins',
+         'expected_calibration_error', 'nll', 'fit_temperature', 'calibration', 'SUMMARY_COLS', 'summarise', 'format_summary',
+         'level_table', 'text_table', 'md_table', 'plot_noise', 'plot_reliability', 'CompareResult', 'write_report', 'REPORT_FILES']
 
 # %% ../nbs/08_compare.ipynb #7a42f43e
 METHOD_ALIASES = {'mixup':'MixUp', 'cutmix':'CutMix', 'manifold':'ManifoldMixup', 'manifoldmixup':'ManifoldMixup',
