@@ -266,7 +266,7 @@ def _collect(jobs:list, recs:dict, trained:set) -> tuple:
     curves = pd.DataFrame(curves, columns=['method', 'seed', 'noise', 'level', 'accuracy'])
     return runs,curves,logits,targs
 
-# %% ../nbs/08_compare.ipynb #d8a8c526
+# %% ../nbs/08_compare.ipynb #827ec273
 def compare(data='digits',            # 'digits', or the path of a folder of class folders
             methods:list|None=None,   # method names (see `resolve_methods`); None: all five
             epochs:int=8,             # training epochs of every run (with fine_tune: after the frozen one)
@@ -308,7 +308,7 @@ def compare(data='digits',            # 'digits', or the path of a folder of cla
     try: out.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise CompareError(f"cannot create the output folder {str(out)!r}: {e.strerror or e}") from None
     if verbose and recs: print(f"{len(recs)} of {len(jobs)} runs already done with these settings in {store.dir}: "
-                               f"training the other {len(todo)}")
+                               + (f"training the other {len(todo)}" if todo else "nothing to train"))
     recs |= _train_grid(todo, meths, d, store, a, verbose)
     runs,curves,logits,targs = _collect(jobs, recs, set(todo))
     settings = dict(data=str(data), n_train=d.n_train, n_test=d.n_test, classes=len(d.vocab), methods=list(meths),
