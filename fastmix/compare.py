@@ -266,7 +266,7 @@ def _collect(jobs:list, recs:dict, trained:set) -> tuple:
     curves = pd.DataFrame(curves, columns=['method', 'seed', 'noise', 'level', 'accuracy'])
     return runs,curves,logits,targs
 
-# %% ../nbs/08_compare.ipynb #827ec273
+# %% ../nbs/08_compare.ipynb #e2837ec0
 def compare(data='digits',            # 'digits', or the path of a folder of class folders
             methods:list|None=None,   # method names (see `resolve_methods`); None: all five
             epochs:int=8,             # training epochs of every run (with fine_tune: after the frozen one)
@@ -292,6 +292,9 @@ def compare(data='digits',            # 'digits', or the path of a folder of cla
     lib,name = _check_args(epochs, seeds, bs, size, limit, lr, arch, pretrained, schedule, out)
     gauss_levels,sp_levels = _check_levels(gauss_levels, 'gauss_levels'),_check_levels(sp_levels, 'sp_levels', 1.)
     d = compare_data(data, size, limit, aug, num_workers, bad_images)
+    if d.n_train < bs:  # fastai drops the incomplete last training batch: not one batch would be trained
+        raise CompareError(f"the training split has {d.n_train} images, fewer than one batch (bs {bs}): nothing would be "
+                           f"trained; pass a batch size of {d.n_train} or less (--bs)")
     device = torch.device(default_device() if device is None else device)
     a = dict(arch=arch, epochs=epochs, bs=bs, lr=lr, device=device, pretrained=pretrained, schedule=schedule,
              gauss_levels=gauss_levels, sp_levels=sp_levels)
