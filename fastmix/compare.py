@@ -24,7 +24,18 @@ from .patchup import PatchUp
 
 # %% auto #0
 __all__ = ['METHOD_ALIASES', 'mixing_methods', 'resolve_methods', 'MethodSkipped', 'TrainTimer', 'SkipValidate', 'train_run',
-           'evaluate_run', 'RunStore', 'compare']
+           'evaluate_run', 'RunStore', 'compare', 'CompareError', 'CompareData', 'compare_data', 'ARCHS', 'ResNetW',
+           'resolve_arch', 'check_pretrained', 'make_learner', 'NFM_GAUSS_LEVELS', 'GAUSS_LEVELS', 'SP_LEVELS',
+           'gaussian_noise', 'salt_pepper', 'reliability_bins', 'expected_calibration_error', 'nll', 'fit_temperature',
+           'calibration', 'SUMMARY_COLS', 'summarise', 'format_summary', 'level_table', 'text_table', 'md_table',
+           'plot_noise', 'plot_reliability', 'CompareResult', 'write_report', 'REPORT_FILES']
+
+# %% ../nbs/08_compare.ipynb #2a2417f7
+# the names `fastmix.compare` exported before it was split into parts: `from fastmix.compare import *` still gives them
+_all_ = ['CompareError', 'CompareData', 'compare_data', 'ARCHS', 'ResNetW', 'resolve_arch', 'check_pretrained', 'make_learner',
+         'NFM_GAUSS_LEVELS', 'GAUSS_LEVELS', 'SP_LEVELS', 'gaussian_noise', 'salt_pepper', 'reliability_bins',
+         'expected_calibration_error', 'nll', 'fit_temperature', 'calibration', 'SUMMARY_COLS', 'summarise', 'format_summary',
+         'level_table', 'text_table', 'md_table', 'plot_noise', 'plot_reliability', 'CompareResult', 'write_report', 'REPORT_FILES']
 
 # %% ../nbs/08_compare.ipynb #7a42f43e
 METHOD_ALIASES = {'mixup':'MixUp', 'cutmix':'CutMix', 'manifold':'ManifoldMixup', 'manifoldmixup':'ManifoldMixup',
@@ -255,7 +266,7 @@ def _collect(jobs:list, recs:dict, trained:set) -> tuple:
     curves = pd.DataFrame(curves, columns=['method', 'seed', 'noise', 'level', 'accuracy'])
     return runs,curves,logits,targs
 
-# %% ../nbs/08_compare.ipynb #d8a8c526
+# %% ../nbs/08_compare.ipynb #e2837ec0
 def compare(data='digits',            # 'digits', or the path of a folder of class folders
             methods:list|None=None,   # method names (see `resolve_methods`); None: all five
             epochs:int=8,             # training epochs of every run (with fine_tune: after the frozen one)
@@ -281,6 +292,9 @@ def compare(data='digits',            # 'digits', or the path of a folder of cla
     lib,name = _check_args(epochs, seeds, bs, size, limit, lr, arch, pretrained, schedule, out)
     gauss_levels,sp_levels = _check_levels(gauss_levels, 'gauss_levels'),_check_levels(sp_levels, 'sp_levels', 1.)
     d = compare_data(data, size, limit, aug, num_workers, bad_images)
+    if d.n_train < bs:  # fastai drops the incomplete last training batch: not one batch would be trained
+        raise CompareError(f"the training split has {d.n_train} images, fewer than one batch (bs {bs}): nothing would be "
+                           f"trained; pass a batch size of {d.n_train} or less (--bs)")
     device = torch.device(default_device() if device is None else device)
     a = dict(arch=arch, epochs=epochs, bs=bs, lr=lr, device=device, pretrained=pretrained, schedule=schedule,
              gauss_levels=gauss_levels, sp_levels=sp_levels)
@@ -297,7 +311,7 @@ def compare(data='digits',            # 'digits', or the path of a folder of cla
     try: out.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise CompareError(f"cannot create the output folder {str(out)!r}: {e.strerror or e}") from None
     if verbose and recs: print(f"{len(recs)} of {len(jobs)} runs already done with these settings in {store.dir}: "
-                               f"training the other {len(todo)}")
+                               + (f"training the other {len(todo)}" if todo else "nothing to train"))
     recs |= _train_grid(todo, meths, d, store, a, verbose)
     runs,curves,logits,targs = _collect(jobs, recs, set(todo))
     settings = dict(data=str(data), n_train=d.n_train, n_test=d.n_test, classes=len(d.vocab), methods=list(meths),

@@ -40,8 +40,11 @@ def salt_pepper(x:Tensor,      # normalised inputs (batch, channels, height, wid
     lo,hi = lo.to(x.device, x.dtype),hi.to(x.device, x.dtype)
     return torch.where(r < amount/2, hi, torch.where(r < amount, lo, x))
 
-# %% ../nbs/08c_compare_metrics.ipynb #51b3ebbf
-def reliability_bins(probs:Tensor, targs:Tensor, n_bins:int=15):
+# %% ../nbs/08c_compare_metrics.ipynb #bf3ffafe
+def reliability_bins(probs:Tensor, # probabilities (n, classes)
+                     targs:Tensor, # integer targets (n,)
+                     n_bins:int=15, # equal-width bins of the top probability
+                    ):
     "Mean confidence, accuracy and count of the predictions in each of `n_bins` equal-width confidence bins"
     conf,pred = probs.float().max(1)
     correct = (pred == targs).float()
@@ -52,16 +55,22 @@ def reliability_bins(probs:Tensor, targs:Tensor, n_bins:int=15):
     n = count.clamp_min(1)
     return s_conf/n,s_acc/n,count
 
-def expected_calibration_error(probs:Tensor, targs:Tensor, n_bins:int=15) -> float:
+def expected_calibration_error(probs:Tensor, # probabilities (n, classes)
+                               targs:Tensor, # integer targets (n,)
+                               n_bins:int=15, # equal-width confidence bins
+                              ) -> float:
     "ECE: `sum_bins (count/N) * |accuracy - confidence|` over `n_bins` equal-width confidence bins"
     conf,acc,count = reliability_bins(probs, targs, n_bins)
     return float((count / count.sum() * (acc - conf).abs()).sum())
 
-def nll(logits:Tensor, targs:Tensor, temperature:float=1.) -> float:
+def nll(logits:Tensor, # logits (n, classes)
+        targs:Tensor, # integer targets (n,)
+        temperature:float=1., # the logits are divided by it
+       ) -> float:
     "Mean negative log-likelihood of `targs` under `softmax(logits / temperature)`"
     return float(F.cross_entropy(logits.float() / temperature, targs.long()))
 
-# %% ../nbs/08c_compare_metrics.ipynb #d38c7212
+# %% ../nbs/08c_compare_metrics.ipynb #a2c0e73f
 def fit_temperature(logits:Tensor, # held-out logits
                     targs:Tensor,  # their targets
                    ) -> float:
@@ -72,13 +81,16 @@ def fit_temperature(logits:Tensor, # held-out logits
     r = minimize_scalar(f, bounds=(1/20, 1/0.05), method='bounded', options=dict(xatol=1e-5))
     return float(1 / r.x)
 
-def calibration_split(n:int, seed:int=0) -> tuple:
+def calibration_split(n:int, # size of the test split
+                      seed:int=0) -> tuple:
     "Indices of the two halves of a test split of `n`: `(fit, report)`, fixed by `seed`"
     p = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return p[:n//2].sort().values,p[n//2:].sort().values
 
 def calibration(logits:Tensor, targs:Tensor, # logits and targets of the whole test split
-                n_bins:int=15, seed:int=0) -> dict:
+                n_bins:int=15, # ECE bins
+                seed:int=0,    # of the split into halves (`calibration_split`)
+               ) -> dict:
     "ECE and NLL on the report half, before and after temperature scaling with `T` fitted on the fit half"
     fit,rep = calibration_split(len(targs), seed)
     T = fit_temperature(logits[fit], targs[fit])

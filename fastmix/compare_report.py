@@ -116,7 +116,7 @@ def plot_noise(curves:pd.DataFrame, figsize=(13, 4.5)):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/08d_compare_report.ipynb #294f408e
+# %% ../nbs/08d_compare_report.ipynb #0c1ccc87
 def _pooled_probs(logits:list, targs:Tensor) -> tuple:
     "Probabilities on the report half before and after each run's temperature, pooled over runs, and their targets"
     fit,rep = calibration_split(len(targs))
@@ -138,7 +138,8 @@ def plot_reliability(logits:dict, # method -> list of the runs' clean test logit
         for p,col,lab in [(before, 'tab:red', 'as trained'), (after, 'tab:blue', 'temperature scaled')]:
             conf,acc,count = reliability_bins(p, t, n_bins)
             keep = count > 0
-            ax.plot(conf[keep], acc[keep], marker='o', ms=3, color=col, label=lab)
+            ax.plot(conf[keep], acc[keep], color=col, lw=.8, alpha=.5)
+            ax.scatter(conf[keep], acc[keep], s=4 + 80 * count[keep] / count.sum(), color=col, label=lab, zorder=3)
             eces.append(expected_calibration_error(p, t, n_bins) * 100)
         ax.plot([0, 1], [0, 1], 'k--', lw=1)
         ax.set(title=f"{k}: ECE {eces[0]:.1f}% → {eces[1]:.1f}%", xlim=(0, 1), ylim=(0, 1), xlabel='confidence', ylabel='accuracy')
