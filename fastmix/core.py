@@ -308,7 +308,8 @@ def before_batch(self:MixCallback):
         info = self.place_info
         if info is not None: self.draw_tensors((find_bs(xb), *info.shape), xb[0].device, info)
         self._call = info.call if info is not None else 0
-        if self._fit_handles and isinstance(self.lam, float): self.lam = torch.tensor(self.lam)  # a float would be compiled in
+        if self._fit_handles and isinstance(self.lam, float):  # a float would be compiled in as a constant
+            self.lam = torch.full((), self.lam, device=xb[0].device)  # filled by a kernel on the device: no copy, no sync
         if self._fit_handles: self._armed = k  # compiled: the hook registered for the fit mixes at place k
         else: self._handles.append(module.register_forward_hook(self._hook, prepend=True))  # before others' hooks: they see the mix
     self.mixing = True
