@@ -245,7 +245,9 @@ def find_places(model:nn.Module, # the model, or a wrapper of it (DDP, DataParal
     "The hidden places of `model` found from one traced forward pass on `xb`: every eligible place, the stem and the stages"
     model = inner_model(model)
     _refuse_unet(model)
-    xb = tuple(x[:4] if torch.is_tensor(x) else x for x in (xb if isinstance(xb, (tuple, list)) else (xb,)))
+    xb = xb if isinstance(xb, (tuple, list)) else (xb,)
+    # a few samples, as plain tensors: fastai's TensorImage wraps every op's result anew, which hides in-place ops and aliases
+    xb = tuple(x[:4].as_subclass(torch.Tensor) if torch.is_tensor(x) else x for x in xb)
     el,calls,doms = eligible_calls(model, xb)
     x0 = next((x for x in xb if _is_float(x)), None)
     in_shape = tuple(x0.shape[1:]) if x0 is not None else None
