@@ -182,7 +182,7 @@ def _resolve(self:MixCallback, model:nn.Module, places) -> list:
     res = []
     for pl in places:
         if isinstance(pl, str):
-            try: m = model.get_submodule(pl)
+            try: m = model.get_submodule(pl.split('#')[0])  # `name#k`: the module's call k (find_places names them so)
             except AttributeError:
                 eg = [n for n,_ in model.named_children()][:6]
                 raise ValueError(f"{type(self).__name__}: {pl!r} is not a module of the model ({type(model).__name__}). "
@@ -307,7 +307,7 @@ def before_batch(self:MixCallback):
     else:
         info = self.place_info
         if info is not None: self.draw_tensors((find_bs(xb), *info.shape), xb[0].device, info)
-        self._call = info.call if info is not None else 0
+        self._call = int(name.split('#')[1]) if '#' in name else 0
         if self._fit_handles and isinstance(self.lam, float):  # a float would be compiled in as a constant
             self.lam = torch.full((), self.lam, device=xb[0].device)  # filled by a kernel on the device: no copy, no sync
         if self._fit_handles: self._armed = k  # compiled: the hook registered for the fit mixes at place k
@@ -328,8 +328,7 @@ def _check_out(self:MixCallback, out):
 @patch
 def _hook(self:MixCallback, module, args, out):
     "The eager hook: registered for one batch, it mixes at the place's call that carries the signal, then removes itself"
-    info = self.place_info
-    if info is not None and self._calls < info.call: self._calls += 1; return  # an earlier call of a module called twice
+    if self._calls < self._call: self._calls += 1; return  # an earlier call of a module called twice
     self._remove_hooks()
     if not (module.training and torch.is_grad_enabled()): return  # stale hook outside a training step: never mix
     self._check_out(out)

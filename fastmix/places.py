@@ -253,11 +253,12 @@ def find_places(model:nn.Module, # the model, or a wrapper of it (DDP, DataParal
     in_shape = tuple(x0.shape[1:]) if x0 is not None else None
     cut = [d.name for d in calls if any(True for _ in d.module.parameters(recurse=False)) and (d.node is None or id(d.node) not in doms)]
     bypassed = lambda a: any(n.startswith(a + '.') for n in cut)  # weights inside `a` that a skip path goes around
-    aliases = {c.name:c.aliases for c in el}
+    name = lambda c: c.name if not c.index else f'{c.name}#{c.index}'  # `act#1`: the second call of a module called twice
+    aliases = {name(c):c.aliases for c in el}
     places,keys = [],[]
     for c in el:
         layout,key = _layout(c.shape[1:], in_shape)
-        places.append(Place(c.name, c.shape[1:], layout, c.index, any(bypassed(a) for a in c.aliases), (c.start, c.seq)))
+        places.append(Place(name(c), c.shape[1:], layout, c.index, any(bypassed(a) for a in c.aliases), (c.start, c.seq)))
         keys.append(key)
     mods = dict(model.named_modules())
     def has_params(name, matrix=False):  # matrix: a weight layer of its own (Linear, Conv, Embedding), not a norm
