@@ -161,7 +161,10 @@ class Place:
 class Places:
     "The result of `find_places`: every eligible place and the defaults the methods draw from"
     model:str; kind:str; eligible:list; stem:str|None; stages:list
-    def __getitem__(self, name:str) -> Place: return next(p for p in self.eligible if p.name == name)
+    def __getitem__(self, name:str) -> Place:
+        for p in self.eligible:
+            if p.name == name: return p
+        raise KeyError(f"{name!r} is not an eligible place of {self.model}; eligible: {self.names}")
     def __contains__(self, name:str) -> bool: return any(p.name == name for p in self.eligible)
     @property
     def names(self) -> list: return [p.name for p in self.eligible]
