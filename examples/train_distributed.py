@@ -15,6 +15,7 @@ from fastai.vision.all import *
 from fastai.distributed import *
 from fastmix.all import *  # after fastai, whose star-import has its own MixUp and CutMix
 from fastmix.data import digits_dls
+from fastmix.core import as_weight
 from fastmix.testing import n_hooks, quiet_fit
 
 def patch_cpu_broadcast():
@@ -34,16 +35,17 @@ class Witness(Callback):
     def before_batch(self): self.x = self.learn.xb[0]
     def after_pred(self):
         m = self.mixer.active if isinstance(self.mixer, MixOneOf) else self.mixer  # the method drawn for this batch
-        if m is None or not m.mixing: return
+        p = None if m is None else m.params  # this batch's draw, None when it is not mixed
+        if p is None: return
         bs = len(self.x)
-        row = dict(bs=bs, method=type(m).__name__, place=m.place[0], wrapped=isinstance(self.learn.model, nn.parallel.DistributedDataParallel),
-                   local_perm=bool(torch.equal(m.perm.sort().values, torch.arange(bs, device=m.perm.device))),
-                   lam=float(np.mean(m.lam)) if hasattr(m, 'lam') else None, batch_sum=float(self.x.sum()))
-        if m.place[0] == 'input':  # the mixed input is made from this process's batch alone
-            x,xm,xo = self.x,self.learn.xb[0],self.x[m.perm]
+        row = dict(bs=bs, method=type(m).__name__, place=p.place, wrapped=isinstance(self.learn.model, nn.parallel.DistributedDataParallel),
+                   local_perm=bool(torch.equal(p.perm.sort().values, torch.arange(bs, device=p.perm.device))),
+                   lam=float(np.mean(p.lam)), batch_sum=float(self.x.sum()))
+        if p.place == 'input':  # the mixed input is made from this process's batch alone
+            x,xm,xo = self.x,self.learn.xb[0],self.x[p.perm]
             if isinstance(m, (CutMix, PatchUp)): row['from_local_batch'] = bool(((xm == x) | (xm == xo)).all())
             elif not isinstance(m, NoisyFeatureMixup):
-                row['from_local_batch'] = bool(torch.allclose(xm, torch.lerp(xo, x, m.as_weight(m.lam, x)), atol=1e-6))
+                row['from_local_batch'] = bool(torch.allclose(xm, torch.lerp(xo, x, as_weight(p.lam, x)), atol=1e-6))
         self.rows.append(row)
 
 def run_one(name:str, make_cb, dls, epochs:int, cpu:bool) -> dict:

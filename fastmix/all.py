@@ -7,15 +7,15 @@ __all__ = []
 
 # %% ../nbs/99_all.ipynb #357989e8
 from fastai.vision.all import *
-from .core import *
-from .mixup import *
-from .cutmix import *
-from .places import *
-from .manifold import *
-from .nfm import *
-from .patchup import *
-from .oneof import *
-from .data import *
+from .core import MixCallback, MixParams, mixup, show_mixed
+from .mixup import MixUp
+from .cutmix import CutMix, box_coords, paste_box
+from .places import find_places, Places, Place
+from .manifold import ManifoldMixup
+from .nfm import NoisyFeatureMixup, add_feature_noise
+from .patchup import PatchUp, block_holes
+from .oneof import MixOneOf
+from .data import shapes_dls, digits_dls, make_shapes, digits_tensors
 
 # star-imported names are not nbdev exports: list every public name explicitly
 __all__ = [o for o in dir() if not o.startswith('_')]

@@ -5,62 +5,84 @@
 # %% ../nbs/03_cutmix.ipynb #35e8d010
 from __future__ import annotations
 from .core import *
+from dataclasses import dataclass
 from fastai.basics import *
 
 # %% auto #0
-__all__ = ['box_coords', 'CutMix']
+__all__ = ['span', 'box_coords', 'BoxParams', 'draw_box', 'paste_box', 'paste_targets', 'CutMix']
 
 # %% ../nbs/03_cutmix.ipynb #7120b686
+def span(cut, centre, size:int) -> tuple:
+    "Bounds `(lo, hi)` of a segment of fraction `cut` of `size` centred at fraction `centre`, clipped (arrays give one per sample)"
+    half,c = (np.asarray(cut) * size).astype(int) // 2,(np.asarray(centre) * size).astype(int)
+    return np.clip(c - half, 0, size),np.clip(c + half, 0, size)
+
 def box_coords(cut, cy, cx, H:int, W:int):
     "Pixel bounds `(y1, y2, x1, x2)` of boxes of side fraction `cut` centred at fractions `(cy, cx)`, clipped to `H`x`W`"
-    ch,cw = (np.asarray(cut) * H).astype(int),(np.asarray(cut) * W).astype(int)
-    yc,xc = (np.asarray(cy) * H).astype(int),(np.asarray(cx) * W).astype(int)
-    return (np.clip(yc - ch // 2, 0, H), np.clip(yc + ch // 2, 0, H), np.clip(xc - cw // 2, 0, W), np.clip(xc + cw // 2, 0, W))
+    return (*span(cut, cy, H), *span(cut, cx, W))
 
 # %% ../nbs/03_cutmix.ipynb #6f4454ac
+@dataclass(eq=False)
+class BoxParams(MixParams):
+    "A batch's draw with a box (a segment on signals): bounds `(lo, hi)` per spatial dimension, ints or one per sample"
+    box:tuple=()   # ((y1, y2), (x1, x2)) on images, ((x1, x2),) on signals
+    size:tuple=()  # the spatial size the box was drawn for
+
+def draw_box(cb:MixCallback, shape:tuple, device, place:str='input') -> BoxParams:
+    "Draw CutMix's weight, box and partners for inputs of `shape` (batch, channels, *spatial): the weight is the exact kept share"
+    bs,size = shape[0],tuple(shape[2:])
+    lam = cb.sample_weights(bs)
+    n = bs if cb.per_sample else None
+    # sides: a share sqrt(1-lam) of each side of an image, a share 1-lam of a signal; the kept share is exact after clipping
+    cut = np.sqrt(1. - np.asarray(lam)) if len(size) == 2 else (1. - np.asarray(lam)) ** (1 / max(len(size), 1))
+    box = tuple(span(cut, cb.rng.random(n), s) for s in size)
+    area = np.prod([hi - lo for lo,hi in box], axis=0) / np.prod(size)
+    weight = torch.as_tensor((1. - area).astype(np.float32)) if cb.per_sample else float(1. - area)
+    return BoxParams(cb.partners(bs, device), lam, weight, place, box, size)
+
+def paste_box(h:Tensor, perm:Tensor, box:tuple) -> Tensor:
+    "`h` with `box` (over its last dimensions) taken from `h[perm]`: one box for the batch, or one per sample"
+    if all(np.ndim(lo) == 0 for lo,_ in box):  # one box: gather only the box
+        idx = (...,) + tuple(slice(int(lo), int(hi)) for lo,hi in box)
+        out = h.clone()
+        out[idx] = h[idx][perm]
+        return out
+    d,dev = len(box),h.device
+    per = lambda a: torch.as_tensor(a, device=dev).view(-1, *[1]*(h.ndim - 1))  # one bound per sample
+    inside = None
+    for i,((lo,hi),s) in enumerate(zip(box, h.shape[-d:])):
+        r = torch.arange(s, device=dev).view(s, *[1]*(d - 1 - i))
+        m = (r >= per(lo)) & (r < per(hi))
+        inside = m if inside is None else inside & m
+    return torch.where(inside, h[perm], h)
+
+def paste_targets(yb:tuple, params:BoxParams) -> tuple|None:
+    "Per-pixel (or per-step) targets with the batch's box pasted in like the input, or None if the targets are not dense"
+    d = len(params.size)
+    dense = [y.ndim >= 1 + d and tuple(y.shape[-d:]) == params.size for y in yb]
+    if not any(dense): return None
+    if not all(dense): raise ValueError("some targets are per-pixel masks and some are not; fastmix cannot mix such a batch. "
+                                        "Use one kind of target.")
+    return tuple(paste_box(y, params.perm, params.box) for y in yb)
+
+# %% ../nbs/03_cutmix.ipynb #b4a1fa38
 class CutMix(MixCallback):
-    "Paste a box of the partner image into each image; own weight = 1 - exact box area (Yun et al. 2019)"
-    needs_4d = True
-    @delegates(MixCallback.__init__)  # p (official CIFAR recipe: 0.5), per_sample (one box per sample), ...: in the engine
+    "Paste a box of the partner image into each image (a segment into each signal); own weight = 1 - exact box share (Yun et al. 2019)"
+    input_ndim = (3, 4)  # signals (batch, channels, length) and images (batch, channels, height, width)
+    @delegates(MixCallback.__init__, but=['places', 'mix_input'])  # p (official CIFAR recipe: 0.5), per_sample (one box per sample), ...
     def __init__(self,
         alpha:float|Callable=1.,  # Beta(alpha, alpha) parameter of `lam`, or a schedule of it (the paper's 1.0)
         **kwargs): super().__init__(alpha, **kwargs)
 
-    def draw(self, bs:int):
-        super().draw(bs)
-        n = bs if self.per_sample else None
-        self.cut = np.sqrt(1. - np.asarray(self.lam))
-        self.cy,self.cx = self.rng.random(n),self.rng.random(n)
+    def draw(self, shape:tuple, device, place:str='input', info=None) -> BoxParams: return draw_box(self, shape, device, place)
 
-    def paste(self, h:Tensor) -> Tensor:
-        "`h` with this batch's box(es) taken from `h[perm]`; sets `own_weight` from the exact areas"
-        H,W = h.shape[-2:]
-        y1,y2,x1,x2 = box_coords(self.cut, self.cy, self.cx, H, W)
-        area = (y2 - y1) * (x2 - x1) / (H * W)
-        if not self.per_sample:
-            out = h.clone()
-            out[..., y1:y2, x1:x2] = h[..., y1:y2, x1:x2][self.perm]  # gather only the box
-            self.own_weight = float(1. - area)
-            return out
-        dev = h.device
-        t = lambda a: torch.as_tensor(a, device=dev).view(-1, *[1]*(h.ndim - 1))
-        rows,cols = torch.arange(H, device=dev).view(H, 1),torch.arange(W, device=dev).view(1, W)
-        box = (rows >= t(y1)) & (rows < t(y2)) & (cols >= t(x1)) & (cols < t(x2))
-        self.own_weight = torch.as_tensor((1. - area).astype(np.float32))
-        return torch.where(box, h[self.perm], h)
+    def mix(self, h:Tensor, params:BoxParams) -> tuple:
+        "`h` with the box taken from its partner; the own target keeps the exact share outside the box"
+        if h.ndim < 2 + len(params.box):
+            raise ValueError(f"{type(self).__name__} needs inputs with {len(params.box)} spatial dimensions after (batch, channels), "
+                             f"got shape {tuple(h.shape)}.")
+        return paste_box(h, params.perm, params.box),params.weight
 
-    def mix(self, h:Tensor, at_input:bool) -> Tensor:
-        if h.ndim < 3: raise ValueError(f"{type(self).__name__} needs spatial tensors, got shape {tuple(h.shape)}.")
-        return self.paste(h)
-
-    def mix_targets(self, yb:tuple, xb:tuple) -> tuple|None:
+    def mix_targets(self, yb:tuple, params:BoxParams) -> tuple|None:
         "Paste the box into per-pixel targets (segmentation masks) too"
-        size = xb[0].shape[-2:]
-        dense = [y.ndim >= 3 and y.shape[-2:] == size for y in yb]
-        if not any(dense): return None
-        if not all(dense): raise ValueError(f"{type(self).__name__}: some targets are per-pixel masks and some are not; "
-                                            "fastmix cannot mix such a batch. Use one kind of target.")
-        own = self.own_weight
-        res = tuple(self.paste(y) for y in yb)
-        self.own_weight = own
-        return res
+        return paste_targets(yb, params)

@@ -6,42 +6,25 @@
 from __future__ import annotations
 from fastai.basics import *
 from .core import *
-from .mixup import MixUp
 from .places import find_places, Places
 
 # %% auto #0
-__all__ = ['check_places', 'no_hidden_place', 'ManifoldMixup']
-
-# %% ../nbs/05_manifold.ipynb #e18891cf
-def check_places(places) -> list|None:
-    "`places` as a list of names/modules, or a `TypeError`"
-    if places is None: return None
-    if isinstance(places, (str, nn.Module)): places = [places]
-    places = list(places)
-    for p in places:
-        if not isinstance(p, (str, nn.Module)):
-            raise TypeError(f"`places` must be module names or modules of the model, got {p!r}.")
-    return places
-
-def no_hidden_place(cb, found:Places):
-    "The error for a model where no default hidden place was found"
-    return ValueError(f"{type(cb).__name__}: fastmix found no hidden place to use by default in {found.model} (its "
-                      f"{len(found.eligible)} eligible places: {found.names[:8]}). Pass `places=[...]` with the names of "
-                      "modules whose outputs carry the whole signal, taken from `find_places(model, xb)`.")
+__all__ = ['ManifoldMixup']
 
 # %% ../nbs/05_manifold.ipynb #51ff6c42
-class ManifoldMixup(MixUp):
+class ManifoldMixup(MixCallback):
     "MixUp at the input or at the output of a hidden stage drawn uniformly per batch (Verma et al. 2019)"
-    @delegates(MixUp.__init__)  # p, stop_at, per_sample, distinct, seed: documented once, in the engine
+    @delegates(MixCallback.__init__, but=['places', 'mix_input'])  # p, stop_at, per_sample, distinct, seed: in the engine
     def __init__(self,
         alpha:float|Callable=2.,   # Beta(alpha, alpha) parameter of `lam`, or a schedule of it (the paper's 2.0)
         places:list|None=None,     # hidden places (module names or modules); None: found by `find_places`
         mix_input:bool|None=None,  # also mix at the input; None: when every input is a float tensor
-        **kwargs):
-        super().__init__(alpha, **kwargs)
-        self.places,self.mix_input = check_places(places),mix_input
+        **kwargs): super().__init__(alpha, places=places, mix_input=mix_input, **kwargs)
+
+    def mix(self, h:Tensor, params:MixParams) -> tuple:
+        "`lam*h + (1-lam)*h[perm]` at the input or a hidden place; the own target keeps `lam`"
+        return mixup(h, params.perm, params.lam),params.weight
 
     def default_places(self, found:Places) -> list:
         "The first two stages (Verma et al.: the input, `layer1` and `layer2` of a ResNet)"
-        if not found.stages: raise no_hidden_place(self, found)
-        return found.stages[:2]
+        return hidden_stages(self, found, 2)

@@ -13,11 +13,11 @@ __all__ = ['MixUp']
 # %% ../nbs/02_mixup.ipynb #feab56bb
 class MixUp(MixCallback):
     "Mix inputs as `lam*x + (1-lam)*x[perm]` and weigh the targets `lam`, `1-lam` (Zhang et al. 2018)"
-    @delegates(MixCallback.__init__)  # p, stop_at, per_sample, distinct, seed: documented once, in the engine
+    @delegates(MixCallback.__init__, but=['places', 'mix_input'])  # p, stop_at, per_sample, distinct, seed: in the engine
     def __init__(self,
         alpha:float|Callable=0.4, # Beta(alpha, alpha) parameter of `lam`, or a schedule of it (fastai's default)
         **kwargs): super().__init__(alpha, **kwargs)
 
-    def mix(self, h:Tensor, at_input:bool) -> Tensor:
-        self.own_weight = self.lam
-        return torch.lerp(h[self.perm], h, self.as_weight(self.lam, h))
+    def mix(self, h:Tensor, params:MixParams) -> tuple:
+        "`lam*h + (1-lam)*h[perm]`; the own target keeps `lam`"
+        return mixup(h, params.perm, params.lam),params.weight

@@ -4,13 +4,13 @@
 
 # %% ../nbs/06_nfm.ipynb #47374b3f
 from __future__ import annotations
+from dataclasses import dataclass
 from fastai.basics import *
 from .core import *
 from .places import find_places, Places, Place
-from .manifold import ManifoldMixup, check_places, no_hidden_place
 
 # %% auto #0
-__all__ = ['feature_noise', 'add_feature_noise', 'NoisyFeatureMixup']
+__all__ = ['feature_noise', 'add_feature_noise', 'NoiseParams', 'NoisyFeatureMixup']
 
 # %% ../nbs/06_nfm.ipynb #723faa70
 def feature_noise(shape:tuple, add:float, mult:float, generator:torch.Generator|None=None, device=None,
@@ -28,40 +28,49 @@ def add_feature_noise(h:Tensor, add:float, mult:float, generator:torch.Generator
     return h if a is None else h + a.to(h.dtype)
 
 # %% ../nbs/06_nfm.ipynb #9d12df33
-class NoisyFeatureMixup(ManifoldMixup):
+@dataclass(eq=False)
+class NoiseParams(MixParams):
+    "A batch's draw with NFM's noise: the scales `a*s1`, `m*s2`, and `(1 + m*s2*u, a*s1*e)` drawn for the place's shape"
+    levels:tuple=(0., 0.)    # (add, mult): this batch's noise scales
+    noise:tuple=(None, None) # (1 + mult*u, add*e), None for a zero level
+    generator:object=None    # draws the noise of an input of another shape (a second input)
+
+class NoisyFeatureMixup(MixCallback):
     "Manifold Mixup, then `(1 + m*s2*u)*mixed + a*s1*e` noise at the mixing place (Lim et al. 2022)"
-    @delegates(ManifoldMixup.__init__)  # places, mix_input and the engine's arguments: documented once, where they are defined
+    @delegates(MixCallback.__init__, but=['places', 'mix_input'])  # the engine's arguments: documented once, where they are defined
     def __init__(self,
         alpha:float|Callable=1.,     # Beta(alpha, alpha) parameter of `lam`, or a schedule of it (the paper's 1.0)
         add_noise_level:float=0.4,   # `a`: scale of the additive Gaussian noise
         mult_noise_level:float=0.2,  # `m`: scale of the multiplicative uniform noise
         manifold_mixup:bool=True,    # mix at hidden places too; False: input-only noisy mixup
+        places:list|None=None,       # hidden places (module names or modules); None: found by `find_places`
+        mix_input:bool|None=None,    # also mix at the input; None: when every input is a float tensor
         **kwargs):
-        if not manifold_mixup and kwargs.get('places'):
+        if not manifold_mixup and places:
             raise ValueError("`places` was given with `manifold_mixup=False` (input-only): pass one or the other.")
-        super().__init__(alpha, **kwargs)
+        super().__init__(alpha, places=places if manifold_mixup else [], mix_input=mix_input if manifold_mixup else True, **kwargs)
         self.add_noise_level = check_number(add_noise_level, 'add_noise_level', 0., math.inf)
         self.mult_noise_level = check_number(mult_noise_level, 'mult_noise_level', 0., math.inf)
-        self.manifold_mixup,self._noise = manifold_mixup,None
-        if not manifold_mixup: self.places,self.mix_input = [],True
+        self.manifold_mixup = manifold_mixup
 
     def default_places(self, found:Places) -> list:
         "One more stage than ManifoldMixup (Lim et al.: `layer1`..`layer3` of a ResNet)"
-        if not found.stages: raise no_hidden_place(self, found)
-        return found.stages[:3]
+        return hidden_stages(self, found, 3)
 
-    def draw_tensors(self, shape:tuple, device, place:Place):
-        self._noise = feature_noise(shape, self.add_noise_level*self.s1, self.mult_noise_level*self.s2, self.generator(device), device)
+    def draw(self, shape:tuple, device, place:str='input', info=None) -> NoiseParams:
+        "`lam`, `s1, s2 ~ Beta(2, 5)` (none for a zero level, so zero noise mixes as Manifold Mixup), partners, then the noise"
+        bs = shape[0]
+        lam = self.sample_weights(bs)
+        s1 = float(self.rng.beta(2, 5)) if self.add_noise_level else 0.
+        s2 = float(self.rng.beta(2, 5)) if self.mult_noise_level else 0.
+        perm,g = self.partners(bs, device),self.generator(device)
+        levels = (self.add_noise_level * s1, self.mult_noise_level * s2)
+        noise = feature_noise(shape, *levels, g, device) if len(shape) > 1 else (None, None)
+        return NoiseParams(perm, lam, lam, place, levels, noise, g)
 
-    def draw(self, bs:int):
-        super().draw(bs)
-        # no draw for a zero level, so that zero noise mixes exactly as ManifoldMixup
-        self.s1 = float(self.rng.beta(2, 5)) if self.add_noise_level else 0.
-        self.s2 = float(self.rng.beta(2, 5)) if self.mult_noise_level else 0.
-
-    def mix(self, h:Tensor, at_input:bool) -> Tensor:
-        noise,self._noise = self._noise,None  # drawn before the forward pass for a hidden place
-        mixed = super().mix(h, at_input)
-        if not at_input and noise is not None and all(t is None or t.shape == h.shape for t in noise):
-            return add_feature_noise(mixed, 0., 0., noise=noise)  # no Python float read: compiled code stays general
-        return add_feature_noise(mixed, self.add_noise_level * self.s1, self.mult_noise_level * self.s2, self.generator(h.device))
+    def mix(self, h:Tensor, params:NoiseParams) -> tuple:
+        "Mixed as Manifold Mixup, then the batch's noise; the own target keeps `lam`"
+        mixed = mixup(h, params.perm, params.lam)
+        if all(t is None or t.shape == h.shape for t in params.noise):
+            return add_feature_noise(mixed, 0., 0., noise=params.noise),params.weight  # no Python float: compiled code stays general
+        return add_feature_noise(mixed, *params.levels, params.generator),params.weight

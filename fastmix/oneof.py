@@ -11,10 +11,10 @@ from fastai.basics import *
 __all__ = ['MixOneOf']
 
 # %% ../nbs/07a_oneof.ipynb #93a1535f
-def _check_oneof(methods, probs, cls) -> tuple:
-    "`methods` as a list of distinct fastmix callbacks (none a `cls`) and `probs` normalised, or an error saying what to pass"
+def _check_oneof(methods, probs) -> tuple:
+    "`methods` as a list of distinct fastmix methods and `probs` normalised, or an error saying what to pass"
     methods = list(methods) if isinstance(methods, (list, tuple, L)) else None
-    if not methods or not all(isinstance(m, MixCallback) and not isinstance(m, cls) for m in methods):
+    if not methods or not all(isinstance(m, MixCallback) for m in methods):
         raise TypeError("MixOneOf takes a non-empty list of fastmix callbacks, e.g. `MixOneOf([MixUp(1.), CutMix(1.)])`.")
     if len({id(m) for m in methods}) < len(methods): raise ValueError("MixOneOf: each callback may appear only once.")
     if probs is None: probs = [1.] * len(methods)
@@ -24,57 +24,71 @@ def _check_oneof(methods, probs, cls) -> tuple:
     return methods,np.array(probs) / sum(probs)
 
 # %% ../nbs/07a_oneof.ipynb #33d184b0
-class MixOneOf(MixCallback):
+class MixOneOf(Callback):
     "Mix each training batch with one of `methods`, drawn with probabilities `probs`"
+    order,run_valid,mixes_batches = 0,False,True  # as the methods it holds: at most one mixing callback per Learner
     def __init__(self,
         methods:list,             # fastmix callbacks, e.g. `[MixUp(1.), CutMix(1.)]`, each with its own settings
         probs:list|None=None,     # probability of drawing each method (None: equal)
         seed:int|None=None,       # seed of the draw, and of the methods built without a seed
     ):
-        methods,probs = _check_oneof(methods, probs, MixOneOf)
-        super().__init__(seed=seed)
-        self.methods,self.probs,self.active = methods,probs,None
-        for i,m in enumerate(methods):
-            m._parent = self
+        self.methods,self.probs = _check_oneof(methods, probs)
+        self.seed,self.rng,self.active,self.ready = check_int(seed, 'seed', lo=-2**63, none_ok=True),None,None,False
+        for i,m in enumerate(self.methods):
             if seed is not None and m.seed is None: m.seed = seed + i + 1
 
     def _choose(self):
-        if self.rng is None: self._seed_rng()
+        if self.rng is None: self.rng = seeded_rng(self.seed)
         self.active = self.methods[self.rng.choice(len(self.methods), p=self.probs)]
 
     def before_fit(self):
-        self.active,self._places = None,None
+        check_learner(self.learn, self)
+        self.active,self.ready = None,False
         if self.seed is None: self.rng = None
-        for m in self.methods: m.learn = self.learn; m.before_fit()
+        for m in self.methods: m.learn = self.learn; m.start_fit()
 
     def before_batch(self):
-        self._cleanup()
-        if self._places is None:  # check every method on the first batch, before anything changes
-            self._check_alone()
-            for m in self.methods: m._setup(self.learn.xb)
-            self._places = [pl for m in self.methods for pl in m._places]
+        self._end_batch()
+        if not self.ready:  # check every method on the first batch, before anything changes
+            for m in self.methods: m.prepare(self.learn.xb)
+            self.ready = True
         self._choose()
         self.active.before_batch()
-        self.mixing,self.perm,self.place = self.active.mixing,self.active.perm,self.active.place
 
     def after_pred(self):
         if self.active is not None: self.active.after_pred()
-
     def after_loss(self):
         if self.active is not None: self.active.after_loss()
 
-    def _cleanup(self, fit:bool=False):
-        for m in self.methods: m._cleanup(fit)
+    def _end_batch(self, fit:bool=False):
+        for m in self.methods: m.end_batch(fit)
         self.active = None
-        self._reset_batch()
+    def after_batch(self): self._end_batch()
+    def after_cancel_batch(self): self._end_batch()
+    def after_cancel_train(self): self._end_batch()
+    def after_cancel_epoch(self): self._end_batch()
+    def after_cancel_fit(self): self._end_batch(fit=True)
+    def after_fit(self): self._end_batch(fit=True)
+
+    @property
+    def params(self):
+        "The active method's draw for this batch, or None"
+        return None if self.active is None else self.active.params
+    @property
+    def place(self):
+        "The active method's place for this batch, or None when the batch is not mixed"
+        return None if self.active is None else self.active.place
+    @property
+    def record(self) -> MixRecord:
+        "Where each method mixed in the last fit, as `'Method @ place'`"
+        r = MixRecord()
+        for m in self.methods: r.update({f"{type(m).__name__} @ {k}":v for k,v in m.record.items()})
+        return r
 
     @torch.no_grad()
     def mix_batch(self, xb:tuple, yb:tuple=()) -> tuple:
         "Mix one batch at the input with a method drawn as in training: `(mixed xb, mixed yb)`"
         self._choose()
-        res = self.active.mix_batch(xb, yb)
-        self.perm,self.own_weight = self.active.perm,self.active.own_weight
-        return res
+        return self.active.mix_batch(xb, yb)
 
-    def __getstate__(self):
-        d = super().__getstate__(); d['active'] = None; return d
+    def __getstate__(self): return {**self.__dict__, 'active': None, 'rng': None, 'ready': False}

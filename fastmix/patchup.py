@@ -4,29 +4,38 @@
 
 # %% ../nbs/07_patchup.ipynb #5d9cc732
 from __future__ import annotations
+from dataclasses import dataclass
 import torch.nn.functional as F
 from fastai.basics import *
 from .core import *
-from .cutmix import CutMix
+from .cutmix import BoxParams, draw_box, paste_box, paste_targets
 from .places import find_places, Places, Place
-from .manifold import check_places
 
 # %% auto #0
-__all__ = ['block_holes', 'PatchUp']
+__all__ = ['block_holes', 'PatchParams', 'PatchUp', 'map_holes', 'hole_weight']
 
 # %% ../nbs/07_patchup.ipynb #2d186ccb
 def block_holes(shape, gamma:float, block_size:int, generator=None, device=None, dtype=torch.float32) -> Tensor:
-    "A `(C, H, W)` 0/1 mask of blocks: Bernoulli seeds at the adjusted rate dilated by a `block_size` max-pool"
-    C,H,W = shape
-    b = min(block_size, H, W)
-    gamma_adj = gamma * H * W / (b**2 * (H - b + 1) * (W - b + 1))
-    seeds = (torch.rand((1, C, H, W), generator=generator, device=device) < gamma_adj).to(dtype)
-    return F.max_pool2d(seeds, kernel_size=b, stride=1, padding=b // 2)[0, :, :H, :W]
+    "A 0/1 mask of blocks on a `(C, H, W)` map (segments on a `(C, L)` one): Bernoulli seeds at the adjusted rate, dilated by a max-pool"
+    C,*size = shape
+    b = min(block_size, *size)
+    gamma_adj = gamma * math.prod(size) / math.prod(b * (s - b + 1) for s in size)
+    seeds = (torch.rand((1, C, *size), generator=generator, device=device) < gamma_adj).to(dtype)
+    pool = F.max_pool2d if len(size) == 2 else F.max_pool1d
+    holes = pool(seeds, kernel_size=b, stride=1, padding=b // 2)[0]
+    return holes[:, :size[0], :size[1]] if len(size) == 2 else holes[:, :size[0]]
 
 # %% ../nbs/07_patchup.ipynb #9c6b2cb9
-class PatchUp(CutMix):
-    "Swap (hard) or blend (soft) blocks of hidden 4-D feature maps with the partner's; CutMix at the input (Faramarzi et al. 2022)"
-    @delegates(CutMix.__init__)  # stop_at, per_sample, distinct, seed: documented once, in the engine
+@dataclass(eq=False)
+class PatchParams(BoxParams):
+    "A batch's draw for PatchUp: CutMix's box at the input, or blocks on a hidden map"
+    holes:Tensor|None=None  # 0/1 blocks for one sample's map, shared by the batch: (C, H, W), (H, W, C) channels-last, or (C, L)
+    soft:bool=False         # blend the blocks (soft) instead of swapping them (hard)
+
+class PatchUp(MixCallback):
+    "Swap (hard) or blend (soft) blocks of hidden feature maps with the partner's; CutMix at the input (Faramarzi et al. 2022)"
+    input_ndim = (3, 4)
+    @delegates(MixCallback.__init__, but=['places', 'mix_input', 'p'])  # stop_at, per_sample, distinct, seed: in the engine
     def __init__(self,
         alpha:float|Callable=2.,     # Beta(alpha, alpha) parameter of `lam`, or a schedule of it (CutMix area; soft blending)
         patchup_type:str='hard',     # 'hard' (swap blocks) or 'soft' (blend blocks)
@@ -38,56 +47,56 @@ class PatchUp(CutMix):
         **kwargs):
         if patchup_type not in ('hard', 'soft'): raise ValueError(f"`patchup_type` must be 'hard' or 'soft', got {patchup_type!r}.")
         soft = patchup_type == 'soft'
-        super().__init__(alpha, p=(1. if soft else 0.7) if p is None else p, **kwargs)
+        super().__init__(alpha, p=(1. if soft else 0.7) if p is None else p, places=places, mix_input=bool(mix_input), **kwargs)
         self.patchup_type = patchup_type
         self.gamma = check_number((0.75 if soft else 0.5) if gamma is None else gamma, 'gamma')
-        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-            raise ValueError(f"`block_size` must be a positive int, got {block_size!r}.")
-        self.block_size,self.places,self.mix_input,self._holes = block_size,check_places(places),bool(mix_input),None
+        self.block_size = check_int(block_size, 'block_size', lo=1)
 
     def default_places(self, found:Places) -> list:
-        "The end of the stem and the first stage (Faramarzi et al.), 4-D feature maps only"
+        "The end of the stem and the first stage (Faramarzi et al.), feature maps only: 4-D, or 3-D `(C, L)` on signals"
         maps = [n for n in ([found.stem] if found.stem else []) + found.stages if found[n].layout in ('nchw', 'nhwc')
-                and len(found[n].shape) == 3]
+                and len(found[n].shape) in (2, 3)]
         if found.kind not in ('hierarchical', 'stack') or not maps:
-            raise ValueError(f"PatchUp mixes blocks of 4-D feature maps, and {found.model} has none that fastmix uses by default "
-                             f"(a {found.kind} network). Use ManifoldMixup or NoisyFeatureMixup for this model, or pass "
-                             "`places=[...]` whose outputs are 4-D.")
+            raise ValueError(f"PatchUp mixes blocks of feature maps, and {found.model} has none that fastmix uses by default "
+                             f"(its eligible places: {found.names[:8]}). Use ManifoldMixup or NoisyFeatureMixup for this model, "
+                             "or pass `places=[...]` whose outputs are feature maps.")
         return maps[:2]
 
+    def draw(self, shape:tuple, device, place:str='input', info:Place|None=None) -> BoxParams:
+        "At the input, CutMix's box; at a hidden map, `lam`, partners and the blocks, with the kept share as the weight"
+        if place == 'input': return draw_box(self, shape, device, place)
+        bs = shape[0]
+        lam = self.sample_weights(bs)
+        for _ in range(2): self.rng.random(bs if self.per_sample else None)  # as the box's centre: the draws do not depend on the place
+        perm = self.partners(bs, device)
+        holes = map_holes(self, shape, info.layout if info is not None else 'nchw', device) if len(shape) in (3, 4) else None
+        return PatchParams(perm, lam, hole_weight(holes, lam, self.patchup_type == 'soft'), place, holes=holes,
+                           soft=self.patchup_type == 'soft')
+
+    def mix(self, h:Tensor, params:BoxParams) -> tuple:
+        "CutMix at the input; blocks of the partner's map (hard) or of the mix (soft) at a hidden map"
+        if params.place == 'input': return paste_box(h, params.perm, params.box),params.weight
+        if params.holes is None or params.holes.shape != h.shape[1:]:
+            raise ValueError(f"PatchUp mixes feature maps (batch, channels, height, width) or (batch, channels, length), but the "
+                             f"output of {params.place!r} has shape {tuple(h.shape)}. Choose places whose outputs are feature maps (`places=[...]`).")
+        holes = params.holes.to(h.dtype)
+        if params.soft: holes = holes * (1 - as_weight(params.lam, h))  # the partner's share inside the blocks
+        return torch.lerp(h, h[params.perm], holes),params.weight
+
+    def mix_targets(self, yb:tuple, params:BoxParams) -> tuple|None:
+        "At the input, paste the box into per-pixel targets too"
+        return paste_targets(yb, params) if params.place == 'input' else None
+
 # %% ../nbs/07_patchup.ipynb #7de50c52
-@patch
-def _holes_for(self:PatchUp, shape:tuple, layout:str, device, dtype) -> Tensor:
-    "Holes for a map of `shape` (batch first), channels last when `layout` says so"
-    C,H,W = (shape[3], shape[1], shape[2]) if layout == 'nhwc' else shape[1:]
-    holes = block_holes((C, H, W), self.gamma, self.block_size, self.generator(device), device, dtype)
-    return holes.permute(1, 2, 0) if layout == 'nhwc' else holes
+def map_holes(cb:PatchUp, shape:tuple, layout:str, device) -> Tensor:
+    "`cb`'s blocks for a map of `shape` (batch first): `(C, H, W)`, `(H, W, C)` when `layout` is channels-last, or `(C, L)`"
+    if layout == 'nhwc':
+        return block_holes((shape[3], shape[1], shape[2]), cb.gamma, cb.block_size, cb.generator(device), device).permute(1, 2, 0)
+    return block_holes(shape[1:], cb.gamma, cb.block_size, cb.generator(device), device)
 
-@patch
-def _set_weight(self:PatchUp, holes:Tensor):
-    changed = holes.float().mean()  # a device tensor: no host-device sync
-    if self.patchup_type == 'hard': self.own_weight = 1 - changed
-    else:
-        lam = self.lam if isinstance(self.lam, float) else torch.as_tensor(self.lam, device=holes.device)  # no copy for a float
-        self.own_weight = 1 - changed * (1 - lam)
-
-@patch
-def draw_tensors(self:PatchUp, shape:tuple, device, place:Place):
-    if len(shape) != 4: return  # refused in `mix`, with the reason
-    self._holes = self._holes_for(shape, place.layout, device, torch.float32)
-    self._set_weight(self._holes)
-
-@patch
-def mix(self:PatchUp, h:Tensor, at_input:bool) -> Tensor:
-    if at_input: return CutMix.mix(self, h, at_input)
-    if h.ndim != 4:
-        raise ValueError(f"PatchUp mixes 4-D feature maps (batch, channels, height, width), but the output of "
-                         f"{self.place[0]!r} has shape {tuple(h.shape)}. Choose 4-D places (`places=[...]`).")
-    holes,self._holes = self._holes,None  # drawn before the forward pass
-    if holes is None or holes.shape != h.shape[1:]:
-        info = self.place_info
-        holes = self._holes_for(h.shape, info.layout if info is not None else 'nchw', h.device, h.dtype)
-        self._set_weight(holes)
-    holes = holes.to(h.dtype)
-    if self.patchup_type == 'hard': return torch.lerp(h, h[self.perm], holes)
-    return torch.lerp(h, h[self.perm], holes * (1 - self.as_weight(self.lam, h)))  # the partner's share inside the blocks
+def hole_weight(holes:Tensor|None, lam, soft:bool):
+    "The weight the own target keeps: `1 - changed` (hard), `1 - changed*(1-lam)` (soft), on the device (no sync)"
+    if holes is None: return 1.
+    changed = holes.float().mean()
+    if not soft: return 1 - changed
+    return 1 - changed * (1 - (lam if isinstance(lam, float) else torch.as_tensor(lam, device=holes.device)))

@@ -47,7 +47,7 @@ def n_hooks(model:nn.Module) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
 # %% ../nbs/00a_testing.ipynb #7f74a8f9
-def first_draw(cb, bs:int, device='cpu'):
-    "`cb`, seeded as at the start of a fit, with the draws (`perm`, `lam`, ...) of its first training batch of `bs` samples"
-    cb._seed_rng(); cb._prepare(bs, device)
-    return cb
+def first_draw(cb, shape, device='cpu', place:str='input', info=None):
+    "The `MixParams` that `cb`, seeded as at the start of a fit, draws for its first training batch, of `shape` (or `shape` samples)"
+    cb.reseed()
+    return cb.draw(tuple(shape) if isinstance(shape, (tuple, list, torch.Size)) else (shape,), device, place, info)
