@@ -12,7 +12,7 @@ from .cutmix import BoxParams, draw_box, paste_box, paste_targets
 from .places import find_places, Places, Place
 
 # %% auto #0
-__all__ = ['block_holes', 'PatchParams', 'PatchUp', 'map_holes', 'hole_weight']
+__all__ = ['block_holes', 'PatchParams', 'PatchUp', 'token_grid', 'map_holes', 'hole_weight']
 
 # %% ../nbs/07_patchup.ipynb #2d186ccb
 def block_holes(shape, gamma:float, block_size:int, generator=None, device=None, dtype=torch.float32) -> Tensor:
@@ -54,13 +54,21 @@ class PatchUp(MixCallback):
 
     def default_places(self, found:Places) -> list:
         "The end of the stem and the first stage (Faramarzi et al.), feature maps only: 4-D, or 3-D `(C, L)` on signals"
-        maps = [n for n in ([found.stem] if found.stem else []) + found.stages if found[n].layout in ('nchw', 'nhwc')
-                and len(found[n].shape) in (2, 3)]
-        if found.kind not in ('hierarchical', 'stack') or not maps:
+        if found.kind == 'isotropic':  # a transformer: its first blocks, whose patch tokens are a map on the patch grid
+            maps = [n for n in found.stages if found[n].layout == 'seq']
+        else: maps = [n for n in ([found.stem] if found.stem else []) + found.stages if found[n].layout in ('nchw', 'nhwc')
+                      and len(found[n].shape) in (2, 3)]
+        if found.kind not in ('hierarchical', 'stack', 'isotropic') or not maps:
             raise ValueError(f"PatchUp mixes blocks of feature maps, and {found.model} has none that fastmix uses by default "
                              f"(its eligible places: {found.names[:8]}). Use ManifoldMixup or NoisyFeatureMixup for this model, "
                              "or pass `places=[...]` whose outputs are feature maps.")
         return maps[:2]
+
+    def prepare(self, xb:tuple):
+        "The engine's set-up, then the patch grid of each place whose output is a token sequence"
+        super().prepare(xb)
+        self.grids = {n:token_grid(info.shape[0], tuple(xb[0].shape[-2:]), n) for n,_,info in self.plan
+                      if info is not None and info.layout == 'seq'}
 
     def draw(self, shape:tuple, device, place:str='input', info:Place|None=None) -> BoxParams:
         "At the input, CutMix's box; at a hidden map, `lam`, partners and the blocks, with the kept share as the weight"
@@ -69,7 +77,8 @@ class PatchUp(MixCallback):
         lam = self.sample_weights(bs)
         for _ in range(2): self.rng.random(bs if self.per_sample else None)  # as the box's centre: the draws do not depend on the place
         perm = self.partners(bs, device)
-        holes = map_holes(self, shape, info.layout if info is not None else 'nchw', device) if len(shape) in (3, 4) else None
+        layout = info.layout if info is not None else 'nchw'
+        holes = map_holes(self, shape, layout, device, getattr(self, 'grids', {}).get(place)) if len(shape) in (3, 4) else None
         return PatchParams(perm, lam, hole_weight(holes, lam, self.patchup_type == 'soft'), place, holes=holes,
                            soft=self.patchup_type == 'soft')
 
@@ -88,11 +97,25 @@ class PatchUp(MixCallback):
         return paste_targets(yb, params) if params.place == 'input' else None
 
 # %% ../nbs/07_patchup.ipynb #7de50c52
-def map_holes(cb:PatchUp, shape:tuple, layout:str, device) -> Tensor:
-    "`cb`'s blocks for a map of `shape` (batch first): `(C, H, W)`, `(H, W, C)` when `layout` is channels-last, or `(C, L)`"
-    if layout == 'nhwc':
-        return block_holes((shape[3], shape[1], shape[2]), cb.gamma, cb.block_size, cb.generator(device), device).permute(1, 2, 0)
-    return block_holes(shape[1:], cb.gamma, cb.block_size, cb.generator(device), device)
+def token_grid(n_tokens:int, image_hw:tuple, place:str='') -> tuple:
+    "`(prefix, gh, gw)`: the leading class/distillation/register tokens and the patch grid of `n_tokens` on an image of `image_hw`"
+    H,W = image_hw
+    for prefix in range(0, 9):
+        g = n_tokens - prefix
+        for gh in range(1, g + 1):
+            if g % gh == 0 and gh * W == (g // gh) * H and H % gh == 0 and W % (g // gh) == 0: return prefix,gh,g // gh
+    raise ValueError(f"PatchUp: the {n_tokens} tokens at {place!r} do not factor into a patch grid of the input's {H}x{W} "
+                     "proportions (after up to 8 class, distillation or register tokens). Pass `places=[...]` with feature maps.")
+
+def map_holes(cb:PatchUp, shape:tuple, layout:str, device, grid:tuple|None=None) -> Tensor:
+    "`cb`'s blocks for a map of `shape` (batch first): `(C, H, W)`, `(H, W, C)` when channels-last, `(C, L)`, or tokens `(N, D)` on `grid`"
+    g = cb.generator(device)
+    if layout == 'seq':  # tokens: blocks on the patch grid, per feature; the leading tokens are kept
+        (prefix,gh,gw),D = grid,shape[-1]
+        holes = block_holes((D, gh, gw), cb.gamma, cb.block_size, g, device).permute(1, 2, 0).reshape(gh * gw, D)
+        return torch.cat([holes.new_zeros(prefix, D), holes])
+    if layout == 'nhwc': return block_holes((shape[3], shape[1], shape[2]), cb.gamma, cb.block_size, g, device).permute(1, 2, 0)
+    return block_holes(shape[1:], cb.gamma, cb.block_size, g, device)
 
 def hole_weight(holes:Tensor|None, lam, soft:bool):
     "The weight the own target keeps: `1 - changed` (hard), `1 - changed*(1-lam)` (soft), on the device (no sync)"
