@@ -4,8 +4,7 @@
 
 # %% ../nbs/01a_mnist1d.ipynb #3a828823
 from __future__ import annotations
-import random
-from collections import OrderedDict
+import math, random
 import numpy as np
 import torch
 import matplotlib.pyplot as plt
