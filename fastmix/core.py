@@ -267,7 +267,8 @@ class MixRecord(dict):
 # %% ../nbs/00_core.ipynb #950e75ff
 class MixCallback(Callback):
     "Base of the fastmix callbacks: pairs, weights, place, hook, loss and clean-up; a method says how to `draw` and `mix`"
-    order,run_valid = 0,False  # after_loss must run before GradientAccumulation (6) and MixedPrecision (10)
+    # after_loss must run before GradientAccumulation (6) and MixedPrecision (10); before_train before fastai's MixUp (0)
+    order,run_valid = -1,False
     mixes_batches = True       # at most one callback that mixes batches per Learner (`check_learner`)
     input_ndim = None          # the input ranks `mix` accepts at the input (CutMix: 3 or 4), None: any
     # fastai's Callback.__setattr__ looks the name up on the Learner (to warn of shadowing); torch.compile cannot trace that
@@ -336,9 +337,10 @@ class MixCallback(Callback):
         self.rng,self._gens = seeded_rng(self.seed),{}
 
     # ---- the fit: places fixed on its first batch
-    def before_fit(self):
-        check_learner(self.learn, self)
-        self.start_fit()
+    def before_fit(self): self.start_fit()
+    # refused when training starts, before fastai's MixUp (order 0) swaps the loss function: not in `before_fit`, which also
+    # runs in get_preds/validate, where fastai would keep its lock after an exception
+    def before_train(self): check_learner(self.learn, self)
 
     def start_fit(self):
         "Forget the places, hooks and record of an earlier fit (a callback holding this one, as `MixOneOf`, calls it)"

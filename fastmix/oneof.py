@@ -26,7 +26,7 @@ def _check_oneof(methods, probs) -> tuple:
 # %% ../nbs/07a_oneof.ipynb #33d184b0
 class MixOneOf(Callback):
     "Mix each training batch with one of `methods`, drawn with probabilities `probs`"
-    order,run_valid,mixes_batches = 0,False,True  # as the methods it holds: at most one mixing callback per Learner
+    order,run_valid,mixes_batches = -1,False,True  # as the methods it holds: at most one mixing callback per Learner
     def __init__(self,
         methods:list,             # fastmix callbacks, e.g. `[MixUp(1.), CutMix(1.)]`, each with its own settings
         probs:list|None=None,     # probability of drawing each method (None: equal)
@@ -41,8 +41,8 @@ class MixOneOf(Callback):
         if self.rng is None: self.rng = seeded_rng(self.seed)
         self.active = self.methods[self.rng.choice(len(self.methods), p=self.probs)]
 
+    def before_train(self): check_learner(self.learn, self)
     def before_fit(self):
-        check_learner(self.learn, self)
         self.active,self.ready = None,False
         if self.seed is None: self.rng = None
         for m in self.methods: m.learn = self.learn; m.start_fit()
