@@ -11,7 +11,7 @@ import torch
 from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['CHUNKED', 'dominators', 'pick_prediction', 'ModuleCall', 'trace_calls', 'eligible_calls', 'Place', 'Places',
+__all__ = ['CHUNKED', 'EARLY', 'dominators', 'pick_prediction', 'ModuleCall', 'trace_calls', 'eligible_calls', 'Place', 'Places',
            'inner_model', 'find_places']
 
 # %% ../nbs/04_places.ipynb #a32fdc01
@@ -66,7 +66,7 @@ def _idom_chain(preds:list, target:int, ids:list) -> set:
     while i != 0: i = idom[i]; res.add(ids[i])
     return res
 
-# %% ../nbs/04_places.ipynb #0003ba2f
+# %% ../nbs/04_places.ipynb #aac62a51
 def _first_tensor(out, path:str='output'):
     "`(tensor, where)`: the first tensor in `out`, depth first (tuples, lists, dicts in order)"
     if torch.is_tensor(out): return out,path
@@ -125,7 +125,7 @@ CHUNKED = ('SentenceEncoder',)  # modules that run their inner module on chunks 
 
 def _has_class(m:nn.Module, names) -> bool: return any(c.__name__ in names for c in type(m).__mro__)
 
-# %% ../nbs/04_places.ipynb #3ffa2d8d
+# %% ../nbs/04_places.ipynb #8d961848
 @contextmanager
 def _train_state(model:nn.Module, train:bool, device):
     "Put `model` in train (or eval) mode with its parameters' `requires_grad` off; restore modes, flags, buffers and the RNG after"
@@ -347,7 +347,7 @@ def _stage_end(group:list, later:list) -> Place|None:
     ends = [p for p in group if not any(_within(p, q) for q in skip)]
     return ends[-1] if ends else None
 
-# %% ../nbs/04_places.ipynb #da17c534
+# %% ../nbs/04_places.ipynb #99b51eb4
 def _split(places:list, calls:list, size, share) -> int|None:
     "Index of the last place before parallel branches: a stretch with no place, a fifth of the pass or more, whose outputs (of the same rank) leave a resolution and come back to it"
     for i,p in enumerate(places):
@@ -363,25 +363,45 @@ def _split(places:list, calls:list, size, share) -> int|None:
     return None
 
 # %% ../nbs/04_places.ipynb #6af33f86
-def _plan(places:list, keys:list, has_params, bypassed, last:bool=False) -> tuple:
+def _plan(places:list, keys:list, has_params, bypassed, depth, last:bool=False) -> tuple:
     "`(kind, stem, stages)` from the eligible places in forward order; `last`: the last stage counts (parallel branches follow)"
     groups = _groups(places, keys)
-    if not any(p.block for p in places):  # a plain stack of layers
+    blocks = [p for p in places if p.block]
+    if not blocks or depth(blocks[0]) > 0.5:  # a plain stack of layers (squeeze-excitation gates in its last stages only: LCNet)
         ends = [p.name for p,q in zip(places, places[1:] + [None]) if q is None or has_params(q.name, matrix=True)]
         if all(p.layout == 'flat' for p in places): return 'mlp',None,ends  # the end of each layer, before the next weight layer
         while groups and all(p.layout == 'flat' or not has_params(p.name) for p in groups[-1]) and not last: groups.pop()  # the head
         if len(groups) == 1: return 'stack',None,(ends if last else ends[:-1])  # one resolution (a fully convolutional net): layers, the last excluded
         ends = [_stage_end(g, groups[i+1:]) for i,g in enumerate(groups)]
         return 'stack',None,[p.name for p in (ends if last else ends[:-1]) if p is not None]
-    first = next(i for i,g in enumerate(groups) if any(p.block for p in g))
+    first = next(i for i,g in enumerate(groups) if any(p.block for p in g))  # the stem: the groups before
     lastg = max(i for i,g in enumerate(groups) if any(p.block for p in g))
     stage_groups = groups[first:lastg+1]
     if len(stage_groups) == 1 and not last: return _plan_isotropic(places, stage_groups[0], bypassed)
-    ends = [_stage_end(g, groups[first+i+1:]) for i,g in enumerate(stage_groups)]
-    ends = [p for p in (ends if last else ends[:-1]) if p is not None]
-    if not ends: return 'hierarchical',None,[]
-    first_block = next((p for p in stage_groups[0] if p.block and not _within(p, ends[0])), ends[0])
-    return 'hierarchical',_stem(places, first_block),[p.name for p in ends]
+    pairs = [(_stage_end(g, groups[first+i+1:]), g) for i,g in enumerate(stage_groups)]
+    pairs = [(e, g) for e,g in (pairs if last else pairs[:-1]) if e is not None]
+    if not pairs: return 'hierarchical',None,[]
+    first_block = next((p for p in stage_groups[0] if p.block and not _within(p, pairs[0][0])), pairs[0][0])
+    return 'hierarchical',_stem(places, first_block),[p.name for p in _early(pairs, bypassed, depth)]
+
+EARLY = (2/3, 0.85)  # Manifold Mixup mixes at the first two stages, NFM at the first three: where each should have ended
+
+def _early(pairs:list, bypassed, depth) -> list:
+    "Stage ends; where the second ends past `EARLY[0]` of the pass (the third past `EARLY[1]`), the middle block of that long stage comes first"
+    out = []
+    for e,g in pairs:
+        k = len(out)
+        if k in (1, 2) and depth(e) > EARLY[k-1]:
+            blocks = [p for p in g if p.block and _leaf(p, g, bypassed)]
+            mid = blocks[(len(blocks)-1)//2] if blocks else None
+            if mid is not None and mid is not e and depth(out[-1]) < depth(mid) <= EARLY[k-1]: out.append(mid)
+        out.append(e)
+    return out
+
+def _leaf(p:Place, group:list, bypassed) -> bool:
+    "Whether block `p` has no other block of `group` inside it"
+    inner = next(a for a in p.aliases if bypassed(a)).partition('#')[0]
+    return not any(q is not p and q.block and q.name.startswith(inner + '.') for q in group)
 
 def _stem(places:list, block:Place) -> str|None:
     "The last place before `block` (the first block of the first stage) that is not inside it"
@@ -390,10 +410,7 @@ def _stem(places:list, block:Place) -> str|None:
 
 def _plan_isotropic(places:list, group:list, bypassed) -> tuple:
     "Blocks at a quarter, half and three quarters of the depth, never the last"
-    def leaf(p):  # a block with no other block inside it
-        inner = next(a for a in p.aliases if bypassed(a)).partition('#')[0]
-        return not any(q is not p and q.block and q.name.startswith(inner + '.') for q in group)
-    blocks = [p for p in group if p.block and leaf(p)]
+    blocks = [p for p in group if p.block and _leaf(p, group, bypassed)]
     L = len(blocks)
     picks = [] if L < 2 else sorted({min(max(round(L*f) - 1, 0), L - 2) for f in (1/4, 1/2, 3/4)})
     return 'isotropic',(_stem(places, blocks[0]) if blocks else None),[blocks[i].name for i in picks]
@@ -413,7 +430,7 @@ def _refuse_unet(model:nn.Module):
                          "would reach the prediction past any hidden place. Mix the input (MixUp or CutMix, which mix the masks "
                          "too), or pass `places=[...]` if you accept that.")
 
-# %% ../nbs/04_places.ipynb #135498d9
+# %% ../nbs/04_places.ipynb #1c7ada2d
 def _analyse(model:nn.Module, xb:tuple, pred, train:bool) -> Places:
     el,calls,where = eligible_calls(model, xb, pred, train)
     x0 = next((x for x in xb if _is_float(x)), None)
@@ -424,6 +441,7 @@ def _analyse(model:nn.Module, xb:tuple, pred, train:bool) -> Places:
     mods = {id(m) for m in model.modules() if not any(True for _ in m.children())}
     leaf_ends = [c.seq for c in calls if id(c.module) in mods]
     share = lambda s: bisect.bisect_right(leaf_ends, s)/max(len(leaf_ends), 1)
+    depth = lambda p: share(p.span[1])  # exact, where `Place.depth` is rounded for reading
     places,keys = [],[]
     for c in el:
         layout,key = _layout(c.shape[1:], in_shape, tokens)
@@ -441,10 +459,9 @@ def _analyse(model:nn.Module, xb:tuple, pred, train:bool) -> Places:
         return k if math.prod(k) > 1 else None
     i = _split(places, calls, size, share) if places else None
     if not places: kind,stem,stages = 'none',None,[]
-    elif i is None: kind,stem,stages = _plan(places, keys, has_params, bypassed)
+    elif i is None: kind,stem,stages = _plan(places, keys, has_params, bypassed, depth)
     else:
-        _,stem,stages = _plan(places[:i+1], keys[:i+1], has_params, bypassed, last=True)
-        kind,stages = 'branching',list(dict.fromkeys(([stem] if stem else []) + stages))
+        kind,(_,stem,stages) = 'branching',_plan(places[:i+1], keys[:i+1], has_params, bypassed, depth, last=True)
     # wordMixup's place: an embedding called once, on the whole batch, whose output carries the whole signal
     emb = next((c.alias_of for c in calls if c.embeds and c.reason is None and sum(d.name == c.name for d in calls) == 1), None)
     found = Places(type(model).__name__, kind, places, stem, stages, emb, where, reasons={c.key: c.reason for c in calls})
