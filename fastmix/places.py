@@ -66,7 +66,7 @@ def _idom_chain(preds:list, target:int, ids:list) -> set:
     while i != 0: i = idom[i]; res.add(ids[i])
     return res
 
-# %% ../nbs/04_places.ipynb #aac62a51
+# %% ../nbs/04_places.ipynb #dedc9a49
 def _first_tensor(out, path:str='output'):
     "`(tensor, where)`: the first tensor in `out`, depth first (tuples, lists, dicts in order)"
     if torch.is_tensor(out): return out,path
@@ -125,7 +125,7 @@ CHUNKED = ('SentenceEncoder',)  # modules that run their inner module on chunks 
 
 def _has_class(m:nn.Module, names) -> bool: return any(c.__name__ in names for c in type(m).__mro__)
 
-# %% ../nbs/04_places.ipynb #8d961848
+# %% ../nbs/04_places.ipynb #b4ed5d6b
 @contextmanager
 def _train_state(model:nn.Module, train:bool, device):
     "Put `model` in train (or eval) mode with its parameters' `requires_grad` off; restore modes, flags, buffers and the RNG after"
@@ -347,7 +347,7 @@ def _stage_end(group:list, later:list) -> Place|None:
     ends = [p for p in group if not any(_within(p, q) for q in skip)]
     return ends[-1] if ends else None
 
-# %% ../nbs/04_places.ipynb #99b51eb4
+# %% ../nbs/04_places.ipynb #7fc43915
 def _split(places:list, calls:list, size, share) -> int|None:
     "Index of the last place before parallel branches: a stretch with no place, a fifth of the pass or more, whose outputs (of the same rank) leave a resolution and come back to it"
     for i,p in enumerate(places):
@@ -430,7 +430,7 @@ def _refuse_unet(model:nn.Module):
                          "would reach the prediction past any hidden place. Mix the input (MixUp or CutMix, which mix the masks "
                          "too), or pass `places=[...]` if you accept that.")
 
-# %% ../nbs/04_places.ipynb #1c7ada2d
+# %% ../nbs/04_places.ipynb #7674e692
 def _analyse(model:nn.Module, xb:tuple, pred, train:bool) -> Places:
     el,calls,where = eligible_calls(model, xb, pred, train)
     x0 = next((x for x in xb if _is_float(x)), None)
