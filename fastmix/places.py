@@ -66,7 +66,7 @@ def _idom_chain(preds:list, target:int, ids:list) -> set:
     while i != 0: i = idom[i]; res.add(ids[i])
     return res
 
-# %% ../nbs/04_places.ipynb #dedc9a49
+# %% ../nbs/04_places.ipynb #a8ebf135
 def _first_tensor(out, path:str='output'):
     "`(tensor, where)`: the first tensor in `out`, depth first (tuples, lists, dicts in order)"
     if torch.is_tensor(out): return out,path
@@ -81,7 +81,9 @@ def _describe(out) -> str:
     if isinstance(out, (tuple, list)): return f"a {type(out).__name__} of {len(out)}"
     return f"a {type(out).__name__}"
 
-def pick_prediction(out, pred=None) -> tuple:
+def pick_prediction(out,       # what the model returned: a tensor, or tuples, lists and dicts holding tensors
+                    pred=None, # None for the first tensor (depth first), an index, a key, or a function of `out`
+                   ) -> tuple:
     "`(prediction, where)`: the prediction in a model's output `out`: `pred` (an index, a key or a function of the output), or the first tensor"
     if pred is None:
         t,where = _first_tensor(out)
@@ -125,7 +127,7 @@ CHUNKED = ('SentenceEncoder',)  # modules that run their inner module on chunks 
 
 def _has_class(m:nn.Module, names) -> bool: return any(c.__name__ in names for c in type(m).__mro__)
 
-# %% ../nbs/04_places.ipynb #b4ed5d6b
+# %% ../nbs/04_places.ipynb #486dd565
 @contextmanager
 def _train_state(model:nn.Module, train:bool, device):
     "Put `model` in train (or eval) mode with its parameters' `requires_grad` off; restore modes, flags, buffers and the RNG after"
@@ -158,7 +160,11 @@ def _no_checkpoint():
 
 # %% ../nbs/04_places.ipynb #b437e12b
 @torch.enable_grad()
-def trace_calls(model:nn.Module, xb:tuple, pred=None, train:bool=True) -> tuple:
+def trace_calls(model:nn.Module,  # the model itself (no wrapper)
+                xb:tuple,         # its inputs, a few samples
+                pred=None,        # which output is the prediction (see `pick_prediction`)
+                train:bool=True,  # trace in train mode, as the training runs
+               ) -> tuple:
     "Run `model` once on `xb` (in train mode: as in training) with hooks on every module: `(calls, flow, where)`"
     names = {id(m):n for n,m in model.named_modules()}
     calls,counts,sources,seq,made,began = [],{},[],[0],{},{}  # made: (id, version) of an output -> (its call, consumers, the tensor)
@@ -232,7 +238,11 @@ def _judge(model:nn.Module, calls:list, flow:tuple, bs:int, where:str, chunked:l
                                                 "sample's own unmixed features would reach the prediction past the mix")
         else: c.reason = None
 
-def eligible_calls(model:nn.Module, xb:tuple, pred=None, train:bool=True) -> tuple:
+def eligible_calls(model:nn.Module,  # the model itself (no wrapper)
+                   xb:tuple,         # its inputs, a few samples
+                   pred=None,        # which output is the prediction (see `pick_prediction`)
+                   train:bool=True,  # trace in train mode, as the training runs
+                  ) -> tuple:
     "`(eligible, calls, where)`: the module calls whose output carries the whole signal (one per tensor, outermost name), all calls, and which output was the prediction"
     calls,flow,where = trace_calls(model, xb, pred, train)
     bs = next(x.shape[0] for x in xb if torch.is_tensor(x))
@@ -302,8 +312,10 @@ class Places:
     def __contains__(self, name:str) -> bool: return self._resolve(name) is not None
     @property
     def names(self) -> list: return [p.name for p in self.eligible]
-    def why_not(self, name:str) -> str|None:
-        "None if `name` (a module name, `name#k` for its call k) is an eligible place; else why not, in one line"
+    def why_not(self,
+                name:str, # a module name, an alias of a place, or `name#k` for the call `k` of a module called several times
+               ) -> str|None:
+        "None if `name` is an eligible place (or an alias of one); else why not, in one line that names the eligible places"
         if self._resolve(name) is not None: return None
         n = _canon(name)
         base,_,k = n.partition('#')
@@ -347,7 +359,7 @@ def _stage_end(group:list, later:list) -> Place|None:
     ends = [p for p in group if not any(_within(p, q) for q in skip)]
     return ends[-1] if ends else None
 
-# %% ../nbs/04_places.ipynb #7fc43915
+# %% ../nbs/04_places.ipynb #7d979785
 def _split(places:list, calls:list, size, share) -> int|None:
     "Index of the last place before parallel branches: a stretch with no place, a fifth of the pass or more, whose outputs (of the same rank) leave a resolution and come back to it"
     for i,p in enumerate(places):
@@ -430,7 +442,7 @@ def _refuse_unet(model:nn.Module):
                          "would reach the prediction past any hidden place. Mix the input (MixUp or CutMix, which mix the masks "
                          "too), or pass `places=[...]` if you accept that.")
 
-# %% ../nbs/04_places.ipynb #7674e692
+# %% ../nbs/04_places.ipynb #83dc1c99
 def _analyse(model:nn.Module, xb:tuple, pred, train:bool) -> Places:
     el,calls,where = eligible_calls(model, xb, pred, train)
     x0 = next((x for x in xb if _is_float(x)), None)
