@@ -66,7 +66,7 @@ def _idom_chain(preds:list, target:int, ids:list) -> set:
     while i != 0: i = idom[i]; res.add(ids[i])
     return res
 
-# %% ../nbs/04_places.ipynb #a8ebf135
+# %% ../nbs/04_places.ipynb #2ebfe0a9
 def _first_tensor(out, path:str='output'):
     "`(tensor, where)`: the first tensor in `out`, depth first (tuples, lists, dicts in order)"
     if torch.is_tensor(out): return out,path
@@ -127,7 +127,7 @@ CHUNKED = ('SentenceEncoder',)  # modules that run their inner module on chunks 
 
 def _has_class(m:nn.Module, names) -> bool: return any(c.__name__ in names for c in type(m).__mro__)
 
-# %% ../nbs/04_places.ipynb #486dd565
+# %% ../nbs/04_places.ipynb #6b2715b3
 @contextmanager
 def _train_state(model:nn.Module, train:bool, device):
     "Put `model` in train (or eval) mode with its parameters' `requires_grad` off; restore modes, flags, buffers and the RNG after"
@@ -213,12 +213,12 @@ def trace_calls(model:nn.Module,  # the model itself (no wrapper)
         first,used,_ = made[c.tkey]
         c.used_before = first is not c and any(s < c.seq and not _related(n, c.name) for s,n in used)
         if c.used_before: c.first = first.key
-    return calls,(doms,reach,{id(r) for r in roots},rerun),where
+    return calls,(doms,reach,{id(r) for r in roots},rerun,bool(sources)),where
 
 # %% ../nbs/04_places.ipynb #dc5cdfe3
 def _judge(model:nn.Module, calls:list, flow:tuple, bs:int, where:str, chunked:list):
     "Set each call's `reason` (None: it carries the whole signal)"
-    doms,reach,roots,rerun = flow
+    doms,reach,roots,rerun,traced = flow
     for c in calls:
         inside = next((n for n in chunked if c.name.startswith(n + '.')), None)
         if inside is not None:
@@ -227,6 +227,8 @@ def _judge(model:nn.Module, calls:list, flow:tuple, bs:int, where:str, chunked:l
         elif c.name in rerun: c.rerun = True; c.reason = ("it runs again in the backward pass (gradient checkpointing), where a mix made in the forward "
                                         "pass would not be replayed")
         elif c.out != 'tensor': c.reason = f"it returns a {c.out}, not a floating-point tensor"
+        elif not traced: c.reason = ("the data flow from the input cannot be traced: no input is a float tensor, and no module takes "
+                                     "only integer tensors (an embedding starts the data flow at its output)")
         elif not c.grad: c.reason = "it runs with gradients off (inside `torch.no_grad` or a reentrant gradient checkpoint)"
         elif c.node is None or id(c.node) not in reach: c.reason = f"its output does not reach the prediction ({where}) from the input"
         elif id(c.node) in roots: c.reason = "its output is the prediction itself"
@@ -359,7 +361,7 @@ def _stage_end(group:list, later:list) -> Place|None:
     ends = [p for p in group if not any(_within(p, q) for q in skip)]
     return ends[-1] if ends else None
 
-# %% ../nbs/04_places.ipynb #7d979785
+# %% ../nbs/04_places.ipynb #ac3a7130
 def _split(places:list, calls:list, size, share) -> int|None:
     "Index of the last place before parallel branches: a stretch with no place, a fifth of the pass or more, whose outputs (of the same rank) leave a resolution and come back to it"
     for i,p in enumerate(places):
@@ -442,7 +444,7 @@ def _refuse_unet(model:nn.Module):
                          "would reach the prediction past any hidden place. Mix the input (MixUp or CutMix, which mix the masks "
                          "too), or pass `places=[...]` if you accept that.")
 
-# %% ../nbs/04_places.ipynb #83dc1c99
+# %% ../nbs/04_places.ipynb #981f708c
 def _analyse(model:nn.Module, xb:tuple, pred, train:bool) -> Places:
     el,calls,where = eligible_calls(model, xb, pred, train)
     x0 = next((x for x in xb if _is_float(x)), None)
