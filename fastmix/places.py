@@ -4,17 +4,19 @@
 
 # %% ../nbs/04_places.ipynb #316fcf94
 from __future__ import annotations
-import warnings
+import warnings, math, bisect
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 import torch
 from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['dominators', 'ModuleCall', 'trace_calls', 'eligible_calls', 'Place', 'Places', 'inner_model', 'find_places']
+__all__ = ['CHUNKED', 'EARLY', 'dominators', 'pick_prediction', 'ModuleCall', 'trace_calls', 'eligible_calls', 'Place', 'Places',
+           'inner_model', 'find_places']
 
 # %% ../nbs/04_places.ipynb #a32fdc01
-def dominators(roots:list, sources:list) -> set:
-    "Ids of the autograd nodes that every path from `roots` (the prediction) to any of `sources` goes through"
+def _flow(roots:list, sources:list) -> tuple:
+    "`(dominators, reaching)`: ids of the nodes every path from `roots` to the `sources` goes through, and of the nodes on such a path"
     ROOT,SINK,srcs = object(),object(),{id(s) for s in sources}
     def nexts(n):
         if n is ROOT: return list(roots)
@@ -28,7 +30,7 @@ def dominators(roots:list, sources:list) -> set:
             stack.append((n, k+1)); m = kids[k]
             if id(m) not in succ: succ[id(m)] = nexts(m) if m is not SINK else []; stack.append((m, 0))
         else: order.append(n)
-    if id(SINK) not in succ: return set()
+    if id(SINK) not in succ: return set(),set()
     reach = {id(SINK)}  # only nodes that lead to a source matter
     for n in order:
         if any(id(m) in reach for m in succ[id(n)]): reach.add(id(n))
@@ -38,7 +40,11 @@ def dominators(roots:list, sources:list) -> set:
     for n in rpo:
         for m in succ[id(n)]:
             if id(m) in reach: preds[num[id(m)]].append(num[id(n)])
-    return _idom_chain(preds, num[id(SINK)], [id(n) for n in rpo]) - {id(ROOT)}
+    return _idom_chain(preds, num[id(SINK)], [id(n) for n in rpo]) - {id(ROOT)},reach
+
+def dominators(roots:list, sources:list) -> set:
+    "Ids of the autograd nodes that every path from `roots` (the prediction) to any of `sources` goes through"
+    return _flow(roots, sources)[0]
 
 def _idom_chain(preds:list, target:int, ids:list) -> set:
     "Ids of the dominators of `target`, from immediate dominators (Cooper, Harvey and Kennedy), nodes numbered in reverse post-order"
@@ -60,6 +66,39 @@ def _idom_chain(preds:list, target:int, ids:list) -> set:
     while i != 0: i = idom[i]; res.add(ids[i])
     return res
 
+# %% ../nbs/04_places.ipynb #2ebfe0a9
+def _first_tensor(out, path:str='output'):
+    "`(tensor, where)`: the first tensor in `out`, depth first (tuples, lists, dicts in order)"
+    if torch.is_tensor(out): return out,path
+    items = list(out.items()) if isinstance(out, dict) else list(enumerate(out)) if isinstance(out, (tuple, list)) else []
+    for k,v in items:
+        t,w = _first_tensor(v, f"{path}[{k!r}]")
+        if t is not None: return t,w
+    return None,path
+
+def _describe(out) -> str:
+    if isinstance(out, dict): return f"a {type(out).__name__} with keys {list(out)[:6]}"
+    if isinstance(out, (tuple, list)): return f"a {type(out).__name__} of {len(out)}"
+    return f"a {type(out).__name__}"
+
+def pick_prediction(out,       # what the model returned: a tensor, or tuples, lists and dicts holding tensors
+                    pred=None, # None for the first tensor (depth first), an index, a key, or a function of `out`
+                   ) -> tuple:
+    "`(prediction, where)`: the prediction in a model's output `out`: `pred` (an index, a key or a function of the output), or the first tensor"
+    if pred is None:
+        t,where = _first_tensor(out)
+        if t is None: raise ValueError(f"find_places: the model returned {_describe(out)} with no tensor in it to take as the "
+                                       "prediction. Pass `pred=` a function that takes the model's output and returns the prediction.")
+        return t,('the output' if where == 'output' else where)
+    try: t,where = (pred(out),'pred(output)') if callable(pred) else (out[pred],f"output[{pred!r}]")
+    except (KeyError, IndexError, TypeError) as e:
+        raise ValueError(f"find_places: `pred={pred!r}` does not pick a tensor from the model's output, "
+                         f"{_describe(out)} ({type(e).__name__}: {e}).") from None
+    if not torch.is_tensor(t):
+        raise ValueError(f"find_places: `pred={pred!r}` gave a {type(t).__name__}, not a tensor: pick the prediction tensor "
+                         f"from the model's output, {_describe(out)}.")
+    return t,where
+
 # %% ../nbs/04_places.ipynb #2d1e7b7c
 @dataclass(eq=False)
 class ModuleCall:
@@ -69,15 +108,64 @@ class ModuleCall:
     start:int=0                                      # when the call began (same clock as `seq`)
     used_before:bool=False                           # an alias of a tensor that another module had already used
     aliases:list=field(default_factory=list)         # the modules that returned this same tensor, innermost first
+    out:str='tensor'                                 # what it returned: 'tensor', or the type of a non-float output
+    grad:bool=True                                   # whether gradients were on during the call
+    embeds:bool=False                                # it took integer inputs only: the data flow starts at its output
+    reason:str|None=None                             # why it is not a place (None: eligible, or an alias of an eligible call)
+    rerun:bool=False                                 # it ran again in the backward pass (gradient checkpointing)
+    dom:bool=False                                   # its output is a dominator: every path from the input to the prediction goes through it
+    first:str=''                                     # for an alias: the call that returned its tensor first
+    alias_of:str|None=None                           # for an eligible call: the place it mixes at (the outermost alias)
+    @property
+    def key(self) -> str: return self.name if not self.index else f'{self.name}#{self.index}'
 
 def _related(a:str, b:str) -> bool: return a == b or not a or not b or a.startswith(b + '.') or b.startswith(a + '.')
 
 def _is_float(t) -> bool: return torch.is_tensor(t) and t.is_floating_point()
 
+CHUNKED = ('SentenceEncoder',)  # modules that run their inner module on chunks of the batch whose row count changes
+
+def _has_class(m:nn.Module, names) -> bool: return any(c.__name__ in names for c in type(m).__mro__)
+
+# %% ../nbs/04_places.ipynb #6b2715b3
+@contextmanager
+def _train_state(model:nn.Module, train:bool, device):
+    "Put `model` in train (or eval) mode with its parameters' `requires_grad` off; restore modes, flags, buffers and the RNG after"
+    grads,modes = {p:p.requires_grad for p in model.parameters()},{m:m.training for m in model.modules()}
+    bufs = [(m, k, b.detach().clone()) for m in model.modules() for k,b in m._buffers.items() if b is not None]  # BatchNorm statistics
+    devs = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == 'cuda' else []
+    with torch.random.fork_rng(devices=devs):  # dropout draws in train mode leave the user's random streams as they were
+        try:
+            for p in grads: p.requires_grad_(False)  # the graph then holds only what depends on the input
+            model.train(train)
+            yield
+        finally:
+            for p,g in grads.items(): p.requires_grad_(g)
+            for m,t in modes.items(): m.training = t
+            with torch.no_grad():
+                for m,k,b in bufs:
+                    cur = m._buffers.get(k)
+                    if cur is not None and cur.shape == b.shape: cur.copy_(b)
+                    else: m._buffers[k] = b
+
+@contextmanager
+def _no_checkpoint():
+    "Run `torch.utils.checkpoint.checkpoint` segments as plain calls (to see what the defaults would be without it)"
+    import torch.utils.checkpoint as cp
+    impl = getattr(cp, '_checkpoint_impl', None)
+    if impl is None: yield False; return
+    cp._checkpoint_impl = lambda function, args, kwargs, **_: function(*args, **kwargs)
+    try: yield True
+    finally: cp._checkpoint_impl = impl
+
 # %% ../nbs/04_places.ipynb #b437e12b
 @torch.enable_grad()
-def trace_calls(model:nn.Module, xb:tuple) -> tuple:
-    "Run `model` once on `xb` in eval mode with hooks on every module: `(calls, dominator ids, prediction's node ids, rerun)`"
+def trace_calls(model:nn.Module,  # the model itself (no wrapper)
+                xb:tuple,         # its inputs, a few samples
+                pred=None,        # which output is the prediction (see `pick_prediction`)
+                train:bool=True,  # trace in train mode, as the training runs
+               ) -> tuple:
+    "Run `model` once on `xb` (in train mode: as in training) with hooks on every module: `(calls, flow, where)`"
     names = {id(m):n for n,m in model.named_modules()}
     calls,counts,sources,seq,made,began = [],{},[],[0],{},{}  # made: (id, version) of an output -> (its call, consumers, the tensor)
     leaves,rerun,backward = [],set(),[False]  # rerun: modules run again during backward (gradient checkpointing)
@@ -91,54 +179,92 @@ def trace_calls(model:nn.Module, xb:tuple) -> tuple:
     def post(m, args, out):
         if backward[0]: return
         name = names[id(m)]; i = counts[name] = counts.get(name, -1) + 1; seq[0] += 1
-        if not _is_float(out): calls.append(ModuleCall(name, m, i, seq[0], start=began[id(m)])); return  # tuples, ints: no place
+        if not _is_float(out):  # tuples, ints: no place
+            what = f'{out.dtype} tensor' if torch.is_tensor(out) else type(out).__name__
+            calls.append(ModuleCall(name, m, i, seq[0], start=began[id(m)], out=what)); return
         ts = [a for a in args if torch.is_tensor(a)]
-        if name and ts and not any(a.is_floating_point() for a in ts): out = source(out)  # an embedding: the data flow starts here
-        c = ModuleCall(name, m, i, seq[0], out.grad_fn, tuple(out.shape), (id(out), out._version), began[id(m)])
+        embeds = bool(name and ts and not any(a.is_floating_point() for a in ts))
+        if embeds: out = source(out)  # an embedding: the data flow starts here
+        c = ModuleCall(name, m, i, seq[0], out.grad_fn, tuple(out.shape), (id(out), out._version), began[id(m)],
+                       grad=torch.is_grad_enabled(), embeds=embeds)
         made.setdefault(c.tkey, (c, [], out))
         calls.append(c)
         return out
-    grads,modes = {p:p.requires_grad for p in model.parameters()},{m:m.training for m in model.modules()}
-    hooks = [h for m in model.modules() for h in (m.register_forward_pre_hook(pre), m.register_forward_hook(post))]
-    try:
-        for p in grads: p.requires_grad_(False)  # the graph then holds only what depends on the input
-        model.eval()  # no BatchNorm statistics updated, no dropout drawn
-        pred = model(*(source(x) if _is_float(x) else x for x in xb))
-        outs = [pred] if torch.is_tensor(pred) else [o for o in pred if torch.is_tensor(o)] if isinstance(pred, (tuple, list)) else []
-        ts = [o for o in outs if o.grad_fn is not None]
-        backward[0] = True  # a checkpointed segment runs its modules again here: a mix there would not be replayed
-        if ts and leaves: torch.autograd.grad(ts, leaves, [torch.ones_like(o) for o in ts], allow_unused=True)
-    finally:
-        for h in hooks: h.remove()
-        for p,g in grads.items(): p.requires_grad_(g)
-        for m,t in modes.items(): m.training = t
+    dev = next((x.device for x in xb if torch.is_tensor(x)), torch.device('cpu'))
+    with _train_state(model, train, dev):
+        hooks = [h for m in model.modules() for h in (m.register_forward_pre_hook(pre), m.register_forward_hook(post))]
+        try:
+            out = model(*(source(x) if _is_float(x) else x for x in xb))
+            p,where = pick_prediction(out, pred)
+            ts = [p] if p.grad_fn is not None else []
+            backward[0] = True  # a checkpointed segment runs its modules again here: a mix there would not be replayed
+            if ts and leaves:
+                try: torch.autograd.grad(ts, leaves, [torch.ones_like(o) for o in ts], allow_unused=True, retain_graph=True)
+                except RuntimeError:  # a reentrant checkpoint runs only under .backward()
+                    torch.autograd.backward(ts, [torch.ones_like(o) for o in ts])
+                    for l in leaves: l.grad = None
+        finally:
+            for h in hooks: h.remove()
     roots = [o.grad_fn for o in ts]
-    doms = dominators(roots, sources) if roots and sources else set()
+    doms,reach = _flow(roots, sources) if roots and sources else (set(),set())
     for c in calls:
         if not c.tkey: continue
         # an alias returned after its tensor was used elsewhere (a shortcut Identity) changes only that branch
         first,used,_ = made[c.tkey]
         c.used_before = first is not c and any(s < c.seq and not _related(n, c.name) for s,n in used)
-    return calls,doms,{id(r) for r in roots},rerun
+        if c.used_before: c.first = first.key
+    return calls,(doms,reach,{id(r) for r in roots},rerun,bool(sources)),where
 
 # %% ../nbs/04_places.ipynb #dc5cdfe3
-def eligible_calls(model:nn.Module, xb:tuple) -> tuple:
-    "`(eligible, calls, dominators)`: the module calls whose output carries the whole signal, one per tensor, outermost name"
-    calls,doms,roots,rerun = trace_calls(model, xb)
+def _judge(model:nn.Module, calls:list, flow:tuple, bs:int, where:str, chunked:list):
+    "Set each call's `reason` (None: it carries the whole signal)"
+    doms,reach,roots,rerun,traced = flow
+    for c in calls:
+        inside = next((n for n in chunked if c.name.startswith(n + '.')), None)
+        if inside is not None:
+            c.reason = (f"it runs inside {type(model.get_submodule(inside)).__name__} {inside!r}, which runs its module on chunks of the "
+                        "batch whose row count changes from chunk to chunk: a partner permutation of the whole batch cannot be applied there")
+        elif c.name in rerun: c.rerun = True; c.reason = ("it runs again in the backward pass (gradient checkpointing), where a mix made in the forward "
+                                        "pass would not be replayed")
+        elif c.out != 'tensor': c.reason = f"it returns a {c.out}, not a floating-point tensor"
+        elif not traced: c.reason = ("the data flow from the input cannot be traced: no input is a float tensor, and no module takes "
+                                     "only integer tensors (an embedding starts the data flow at its output)")
+        elif not c.grad: c.reason = "it runs with gradients off (inside `torch.no_grad` or a reentrant gradient checkpoint)"
+        elif c.node is None or id(c.node) not in reach: c.reason = f"its output does not reach the prediction ({where}) from the input"
+        elif id(c.node) in roots: c.reason = "its output is the prediction itself"
+        elif len(c.shape) < 2 or c.shape[0] != bs:
+            c.reason = f"its output has shape {c.shape}, which does not keep the batch (of {bs}) first"
+        elif c.used_before: c.reason = (f"it returns the tensor of {c.first}, which other modules had already used: a mix there "
+                                        "changes only the path through it (a shortcut)")
+        elif id(c.node) not in doms: c.reason = ("a skip connection, concatenation or other path goes around its output, so each "
+                                                "sample's own unmixed features would reach the prediction past the mix")
+        else: c.reason = None
+
+def eligible_calls(model:nn.Module,  # the model itself (no wrapper)
+                   xb:tuple,         # its inputs, a few samples
+                   pred=None,        # which output is the prediction (see `pick_prediction`)
+                   train:bool=True,  # trace in train mode, as the training runs
+                  ) -> tuple:
+    "`(eligible, calls, where)`: the module calls whose output carries the whole signal (one per tensor, outermost name), all calls, and which output was the prediction"
+    calls,flow,where = trace_calls(model, xb, pred, train)
     bs = next(x.shape[0] for x in xb if torch.is_tensor(x))
+    chunked = [n for n,m in model.named_modules() if n and _has_class(m, CHUNKED)]
+    _judge(model, calls, flow, bs, where, chunked)
+    for c in calls: c.dom = c.node is not None and id(c.node) in flow[0]
     chosen = {}
     for c in calls:
-        if c.node is None or id(c.node) not in doms or id(c.node) in roots or c.used_before or c.name in rerun: continue
-        if len(c.shape) < 2 or c.shape[0] != bs: continue  # the batch must come first
+        if c.reason is not None: continue
         prev = chosen.get(c.tkey)
-        if prev is None: c.aliases = [c.name]; chosen[c.tkey] = c
+        if prev is None: c.aliases = [c.key]; chosen[c.tkey] = c
         else:
-            prev.aliases.append(c.name)
+            prev.aliases.append(c.key)
             if prev.name.startswith(c.name + '.'): c.aliases = prev.aliases; chosen[c.tkey] = c
-    return sorted(chosen.values(), key=lambda c: c.seq),calls,doms
+    for c in calls:
+        if c.reason is None: c.alias_of = chosen[c.tkey].key
+    return sorted(chosen.values(), key=lambda c: c.seq),calls,where
 
 # %% ../nbs/04_places.ipynb #9513fb24
-def _layout(shape:tuple, in_shape:tuple|None) -> tuple:
+def _layout(shape:tuple, in_shape:tuple|None, tokens:bool=False) -> tuple:
     "`(layout, spatial size)` of an output shape without the batch: 'nchw', 'nhwc' (Swin's maps), 'seq' (tokens) or 'flat'"
     if len(shape) == 1: return 'flat',()
     image_in = in_shape is not None and len(in_shape) == 3
@@ -146,8 +272,14 @@ def _layout(shape:tuple, in_shape:tuple|None) -> tuple:
         c,a,b = shape
         if image_in and c*in_shape[2] == a*in_shape[1] and a*in_shape[2] != b*in_shape[1]: return 'nhwc',(c, a)  # H/W as the input's
         return 'nchw',(a, b)
-    if len(shape) == 2: return ('seq',(shape[0],)) if image_in else ('nchw',(shape[1],))  # tokens (N, D), or 1-D maps (C, L)
+    if len(shape) == 2: return ('seq',(shape[0],)) if image_in or tokens else ('nchw',(shape[1],))  # tokens (N, D), or 1-D maps (C, L)
     return 'nchw',tuple(shape[1:])
+
+def _same_size(a:tuple, b:tuple) -> bool:
+    "Whether two spatial sizes are one resolution: as many positions, up to a few extra tokens (class, distillation, registers)"
+    if not a or not b: return a == b
+    m,n = math.prod(a),math.prod(b)
+    return max(m, n) < 1.5*min(m, n)
 
 # %% ../nbs/04_places.ipynb #678b05bf
 @dataclass
@@ -155,76 +287,147 @@ class Place:
     "A module whose output carries the whole signal"
     name:str; shape:tuple; layout:str; call:int=0; block:bool=False  # shape without the batch; call: which call of the module
     span:tuple=(0, 0)  # when its call began and ended in the traced pass
-    def __repr__(self): return f"{self.name}{f' (call {self.call})' if self.call else ''} {self.layout} {self.shape}"
+    depth:float=0.     # the share of the forward pass done when its output is ready (leaf-module calls finished)
+    aliases:list=field(default_factory=list)  # the modules that return this same tensor (innermost first): any of them mixes here
+    def __repr__(self): return f"{self.name}{f' (call {self.call})' if self.call else ''} {self.layout} {self.shape} at {self.depth:.2f}"
+
+def _canon(name:str) -> str: return name[:-2] if name.endswith('#0') else name
 
 @dataclass
 class Places:
     "The result of `find_places`: every eligible place and the defaults the methods draw from"
     model:str; kind:str; eligible:list; stem:str|None; stages:list
-    def __getitem__(self, name:str) -> Place:
+    embedding:str|None=None       # where integer inputs (token ids) become vectors, once for the whole batch: wordMixup's place
+    prediction:str='the output'   # which output of the model was taken as the prediction
+    given_up:list=field(default_factory=list)  # default places that gradient checkpointing took away
+    reasons:dict=field(default_factory=dict, repr=False)  # `name` or `name#k` of each traced call -> why it is not a place (None: it is)
+    def _resolve(self, name:str) -> str|None:
+        "The eligible place `name` (a place, an alias of one, or `name#0`) mixes at, or None"
+        name = _canon(name)
         for p in self.eligible:
-            if p.name == name: return p
-        raise KeyError(f"{name!r} is not an eligible place of {self.model}; eligible: {self.names}")
-    def __contains__(self, name:str) -> bool: return any(p.name == name for p in self.eligible)
+            if p.name == name or name in p.aliases: return p.name
+        return None
+    def __getitem__(self, name:str) -> Place:
+        n = self._resolve(name)
+        if n is None: raise KeyError(self.why_not(name) or name)
+        return next(p for p in self.eligible if p.name == n)
+    def __contains__(self, name:str) -> bool: return self._resolve(name) is not None
     @property
     def names(self) -> list: return [p.name for p in self.eligible]
+    def why_not(self,
+                name:str, # a module name, an alias of a place, or `name#k` for the call `k` of a module called several times
+               ) -> str|None:
+        "None if `name` is an eligible place (or an alias of one); else why not, in one line that names the eligible places"
+        if self._resolve(name) is not None: return None
+        n = _canon(name)
+        base,_,k = n.partition('#')
+        head = f"{name!r} is not an eligible place of {self.model}: "
+        tail = f" Eligible places: {self.names[:12]}{' ...' if len(self.names) > 12 else ''} (see `find_places`)."
+        if n in self.reasons:
+            why = self.reasons[n]
+            others = [m for m in self.reasons if _canon(m).partition('#')[0] == base and m != n and self._resolve(m) is not None]
+            if others: why += f"; the call of {base!r} that carries the whole signal is {others[0]!r}"
+            return head + why + '.' + tail
+        if k and not k.isdigit(): return head + f"the call number after '#' must be an integer." + tail
+        calls = [m for m in self.reasons if m.partition('#')[0] == base]
+        if calls: return head + f"{base!r} runs {len(calls)} time{'s' if len(calls) > 1 else ''} in the forward pass, so it has no call {k}." + tail
+        return head + (f"it is not a module that runs in the forward pass (modules that never run, like a timm model's own head "
+                       "under fastai's `TimmBody`, have no place)") + '.' + tail
     def __repr__(self):
-        return (f"{self.model} ({self.kind}): stem {self.stem!r}, stages {self.stages}\n"
+        return (f"{self.model} ({self.kind}): stem {self.stem!r}, stages {self.stages}"
+                + (f", embedding {self.embedding!r}" if self.embedding else '') + '\n'
                 f"  {len(self.eligible)} eligible places: {', '.join(self.names)}")
 
 # %% ../nbs/04_places.ipynb #5940c45f
-def _inside(name:str, aliases:list) -> bool: return any(name.startswith(a + '.') for a in aliases)
+def _inside(name:str, aliases:list) -> bool: return any(name.startswith(a.partition('#')[0] + '.') for a in aliases)
 
-def _within(p:Place, q:Place, aliases:dict) -> bool:
+def _within(p:Place, q:Place) -> bool:
     "Whether `p` ran inside the call that returned `q`'s output"
-    return q.span[0] < p.span[1] < q.span[1] and _inside(p.name, aliases[q.name])
+    return q.span[0] < p.span[1] < q.span[1] and _inside(p.name, q.aliases)
 
 def _groups(places:list, keys:list) -> list:
     "Runs of consecutive places with the same spatial size"
     groups = []
     for p,k in zip(places, keys):
-        if groups and groups[-1][0] == k: groups[-1][1].append(p)
+        if groups and _same_size(groups[-1][0], k): groups[-1][1].append(p)
         else: groups.append((k, [p]))
     return [g for _,g in groups]
 
-def _stage_end(group:list, later:list, aliases:dict) -> Place|None:
+def _stage_end(group:list, later:list) -> Place|None:
     "The last place of `group` that is not inside a module that began in this group and ended later (the next stage's first block)"
     def next_block(q):  # began in this group, after its blocks: the first block of the next stage, or a transition
-        return q.span[0] > group[0].span[1] and not any(r.block and _within(r, q, aliases) for r in group)
+        return q.span[0] > group[0].span[1] and not any(r.block and _within(r, q) for r in group)
     skip = [q for g in later for q in g if next_block(q)]
-    ends = [p for p in group if not any(_within(p, q, aliases) for q in skip)]
+    ends = [p for p in group if not any(_within(p, q) for q in skip)]
     return ends[-1] if ends else None
 
+# %% ../nbs/04_places.ipynb #ac3a7130
+def _split(places:list, calls:list, size, share) -> int|None:
+    "Index of the last place before parallel branches: a stretch with no place, a fifth of the pass or more, whose outputs (of the same rank) leave a resolution and come back to it"
+    for i,p in enumerate(places):
+        end = places[i+1].span[1] if i+1 < len(places) else math.inf
+        if share(end) - share(p.span[1]) < 0.2: continue
+        runs = []
+        for c in calls:
+            if not (p.span[1] < c.seq < end) or c.reason is None: continue
+            k = size(c, len(p.shape))  # attention's (heads, N, N) and the like are not feature maps
+            if k is None: continue
+            if not runs or not _same_size(runs[-1], k): runs.append(k)
+        if any(_same_size(a, b) for j,a in enumerate(runs) for b in runs[j+2:]): return i
+    return None
+
 # %% ../nbs/04_places.ipynb #6af33f86
-def _plan(places:list, keys:list, aliases:dict, has_params, bypassed) -> tuple:
-    "`(kind, stem, stages)` from the eligible places in forward order"
+def _plan(places:list, keys:list, has_params, bypassed, depth, last:bool=False) -> tuple:
+    "`(kind, stem, stages)` from the eligible places in forward order; `last`: the last stage counts (parallel branches follow)"
     groups = _groups(places, keys)
-    if not any(p.block for p in places):  # a plain stack of layers
+    blocks = [p for p in places if p.block]
+    if not blocks or depth(blocks[0]) > 0.5:  # a plain stack of layers (squeeze-excitation gates in its last stages only: LCNet)
         ends = [p.name for p,q in zip(places, places[1:] + [None]) if q is None or has_params(q.name, matrix=True)]
         if all(p.layout == 'flat' for p in places): return 'mlp',None,ends  # the end of each layer, before the next weight layer
-        while groups and all(p.layout == 'flat' or not has_params(p.name) for p in groups[-1]): groups.pop()  # the head
-        if len(groups) == 1: return 'stack',None,ends[:-1]  # one resolution (a fully convolutional net): layers, the last excluded
-        ends = [_stage_end(g, groups[i+1:], aliases) for i,g in enumerate(groups)]
-        return 'stack',None,[p.name for p in ends[:-1] if p is not None]
-    first = next(i for i,g in enumerate(groups) if any(p.block for p in g))
-    last = max(i for i,g in enumerate(groups) if any(p.block for p in g))
-    stage_groups = groups[first:last+1]
-    if len(stage_groups) == 1: return _plan_isotropic(places, stage_groups[0], aliases, bypassed)
-    ends = [_stage_end(g, groups[first+i+1:], aliases) for i,g in enumerate(stage_groups)]
-    ends = [p for p in ends[:-1] if p is not None]
-    before = [p for p in places[:places.index(ends[0])] if not _inside(p.name, aliases[ends[0].name])] if ends else []
-    return 'hierarchical',(before[-1].name if before else None),[p.name for p in ends]
+        while groups and all(p.layout == 'flat' or not has_params(p.name) for p in groups[-1]) and not last: groups.pop()  # the head
+        if len(groups) == 1: return 'stack',None,(ends if last else ends[:-1])  # one resolution (a fully convolutional net): layers, the last excluded
+        ends = [_stage_end(g, groups[i+1:]) for i,g in enumerate(groups)]
+        return 'stack',None,[p.name for p in (ends if last else ends[:-1]) if p is not None]
+    first = next(i for i,g in enumerate(groups) if any(p.block for p in g))  # the stem: the groups before
+    lastg = max(i for i,g in enumerate(groups) if any(p.block for p in g))
+    stage_groups = groups[first:lastg+1]
+    if len(stage_groups) == 1 and not last: return _plan_isotropic(places, stage_groups[0], bypassed)
+    pairs = [(_stage_end(g, groups[first+i+1:]), g) for i,g in enumerate(stage_groups)]
+    pairs = [(e, g) for e,g in (pairs if last else pairs[:-1]) if e is not None]
+    if not pairs: return 'hierarchical',None,[]
+    first_block = next((p for p in stage_groups[0] if p.block and not _within(p, pairs[0][0])), pairs[0][0])
+    return 'hierarchical',_stem(places, first_block),[p.name for p in _early(pairs, bypassed, depth)]
 
-def _plan_isotropic(places:list, group:list, aliases:dict, bypassed) -> tuple:
+EARLY = (2/3, 0.85)  # Manifold Mixup mixes at the first two stages, NFM at the first three: where each should have ended
+
+def _early(pairs:list, bypassed, depth) -> list:
+    "Stage ends; where the second ends past `EARLY[0]` of the pass (the third past `EARLY[1]`), the middle block of that long stage comes first"
+    out = []
+    for e,g in pairs:
+        k = len(out)
+        if k in (1, 2) and depth(e) > EARLY[k-1]:
+            blocks = [p for p in g if p.block and _leaf(p, g, bypassed)]
+            mid = blocks[(len(blocks)-1)//2] if blocks else None
+            if mid is not None and mid is not e and depth(out[-1]) < depth(mid) <= EARLY[k-1]: out.append(mid)
+        out.append(e)
+    return out
+
+def _leaf(p:Place, group:list, bypassed) -> bool:
+    "Whether block `p` has no other block of `group` inside it"
+    inner = next(a for a in p.aliases if bypassed(a)).partition('#')[0]
+    return not any(q is not p and q.block and q.name.startswith(inner + '.') for q in group)
+
+def _stem(places:list, block:Place) -> str|None:
+    "The last place before `block` (the first block of the first stage) that is not inside it"
+    before = [p for p in places[:places.index(block)] if not _within(p, block)]
+    return before[-1].name if before else None
+
+def _plan_isotropic(places:list, group:list, bypassed) -> tuple:
     "Blocks at a quarter, half and three quarters of the depth, never the last"
-    def leaf(p):  # a block with no other block inside it
-        inner = next(a for a in aliases[p.name] if bypassed(a))
-        return not any(q is not p and q.block and q.name.startswith(inner + '.') for q in group)
-    blocks = [p for p in group if p.block and leaf(p)]
+    blocks = [p for p in group if p.block and _leaf(p, group, bypassed)]
     L = len(blocks)
     picks = [] if L < 2 else sorted({min(max(round(L*f) - 1, 0), L - 2) for f in (1/4, 1/2, 3/4)})
-    before = places[:places.index(blocks[0])] if blocks else []
-    return 'isotropic',(before[-1].name if before else None),[blocks[i].name for i in picks]
+    return 'isotropic',(_stem(places, blocks[0]) if blocks else None),[blocks[i].name for i in picks]
 
 # %% ../nbs/04_places.ipynb #6ff87bab
 def inner_model(model:nn.Module) -> nn.Module:
@@ -241,9 +444,49 @@ def _refuse_unet(model:nn.Module):
                          "would reach the prediction past any hidden place. Mix the input (MixUp or CutMix, which mix the masks "
                          "too), or pass `places=[...]` if you accept that.")
 
+# %% ../nbs/04_places.ipynb #981f708c
+def _analyse(model:nn.Module, xb:tuple, pred, train:bool) -> Places:
+    el,calls,where = eligible_calls(model, xb, pred, train)
+    x0 = next((x for x in xb if _is_float(x)), None)
+    in_shape = tuple(x0.shape[1:]) if x0 is not None else None
+    tokens = x0 is None and any(torch.is_tensor(x) and x.ndim == 2 for x in xb)  # token ids (batch, length)
+    cut = [d.name for d in calls if any(True for _ in d.module.parameters(recurse=False)) and not d.dom]
+    bypassed = lambda a: any(n.startswith(a.partition('#')[0] + '.') for n in cut)  # weights inside `a` that a skip path goes around
+    mods = {id(m) for m in model.modules() if not any(True for _ in m.children())}
+    leaf_ends = [c.seq for c in calls if id(c.module) in mods]
+    share = lambda s: bisect.bisect_right(leaf_ends, s)/max(len(leaf_ends), 1)
+    depth = lambda p: share(p.span[1])  # exact, where `Place.depth` is rounded for reading
+    places,keys = [],[]
+    for c in el:
+        layout,key = _layout(c.shape[1:], in_shape, tokens)
+        places.append(Place(c.key, c.shape[1:], layout, c.index, any(bypassed(a) for a in c.aliases), (c.start, c.seq),
+                            round(share(c.seq), 3), c.aliases))
+        keys.append(key)
+    mods = dict(model.named_modules())
+    def has_params(name, matrix=False):  # matrix: a weight layer of its own (Linear, Conv, Embedding), not a norm
+        m = mods[next(p for p in places if p.name == name).aliases[0].partition('#')[0]]
+        return any(p.ndim >= 2 for p in m.parameters(recurse=False)) if matrix else any(True for _ in m.parameters())
+    bs = next(x.shape[0] for x in xb if torch.is_tensor(x))
+    def size(c, rank):  # the spatial size of a call's output of `rank` dimensions after the batch, None when it has none
+        if len(c.shape) != rank + 1 or rank < 2 or c.shape[0] != bs: return None
+        k = _layout(c.shape[1:], in_shape, tokens)[1]
+        return k if math.prod(k) > 1 else None
+    i = _split(places, calls, size, share) if places else None
+    if not places: kind,stem,stages = 'none',None,[]
+    elif i is None: kind,stem,stages = _plan(places, keys, has_params, bypassed, depth)
+    else:
+        kind,(_,stem,stages) = 'branching',_plan(places[:i+1], keys[:i+1], has_params, bypassed, depth, last=True)
+    # wordMixup's place: an embedding called once, on the whole batch, whose output carries the whole signal
+    emb = next((c.alias_of for c in calls if c.embeds and c.reason is None and sum(d.name == c.name for d in calls) == 1), None)
+    found = Places(type(model).__name__, kind, places, stem, stages, emb, where, reasons={c.key: c.reason for c in calls})
+    rerun = {c.name for c in calls if c.rerun}
+    return found,[n for n in dict.fromkeys(c.name for c in calls if c.rerun) if not any(n.startswith(o + '.') for o in rerun)]  # the outermost, in forward order
+
 # %% ../nbs/04_places.ipynb #4cdf9db5
 def find_places(model:nn.Module, # the model, or a wrapper of it (DDP, DataParallel, `torch.compile`)
                 xb,              # an example batch: a tensor or a tuple of the model's inputs (a few samples are enough)
+                pred=None,       # which output is the prediction: None for the first tensor, an index, a key or a function of the output
+                train:bool=True, # trace in train mode, as the training runs (False: eval mode)
                ) -> Places:
     "The hidden places of `model` found from one traced forward pass on `xb`: every eligible place, the stem and the stages"
     model = inner_model(model)
@@ -251,21 +494,22 @@ def find_places(model:nn.Module, # the model, or a wrapper of it (DDP, DataParal
     xb = xb if isinstance(xb, (tuple, list)) else (xb,)
     # a few samples, as plain tensors: fastai's TensorImage wraps every op's result anew, which hides in-place ops and aliases
     xb = tuple(x[:4].as_subclass(torch.Tensor) if torch.is_tensor(x) else x for x in xb)
-    el,calls,doms = eligible_calls(model, xb)
-    x0 = next((x for x in xb if _is_float(x)), None)
-    in_shape = tuple(x0.shape[1:]) if x0 is not None else None
-    cut = [d.name for d in calls if any(True for _ in d.module.parameters(recurse=False)) and (d.node is None or id(d.node) not in doms)]
-    bypassed = lambda a: any(n.startswith(a + '.') for n in cut)  # weights inside `a` that a skip path goes around
-    name = lambda c: c.name if not c.index else f'{c.name}#{c.index}'  # `act#1`: the second call of a module called twice
-    aliases = {name(c):c.aliases for c in el}
-    places,keys = [],[]
-    for c in el:
-        layout,key = _layout(c.shape[1:], in_shape)
-        places.append(Place(name(c), c.shape[1:], layout, c.index, any(bypassed(a) for a in c.aliases), (c.start, c.seq)))
-        keys.append(key)
-    mods = dict(model.named_modules())
-    def has_params(name, matrix=False):  # matrix: a weight layer of its own (Linear, Conv, Embedding), not a norm
-        m = mods[aliases[name][0]]
-        return any(p.ndim >= 2 for p in m.parameters(recurse=False)) if matrix else any(True for _ in m.parameters())
-    kind,stem,stages = _plan(places, keys, aliases, has_params, bypassed) if places else ('none', None, [])
-    return Places(type(model).__name__, kind, places, stem, stages)
+    try: found,rerun = _analyse(model, xb, pred, train)
+    except Exception as e:  # e.g. BatchNorm on a batch of one in train mode: try eval mode before giving up
+        if not train or str(e).startswith('find_places:'): raise
+        try: found,rerun = _analyse(model, xb, pred, False)
+        except Exception: raise e from None
+        warnings.warn(f"find_places: the forward pass in train mode failed ({type(e).__name__}: {str(e)[:200]}), so the places "
+                      "were found in eval mode, where gradient checkpointing that is on only in training goes unseen.")
+    if rerun:
+        with _no_checkpoint() as off: plain = _analyse(model, xb, pred, train)[0] if off else None
+        if plain is not None:
+            found.given_up = [n for n in dict.fromkeys(([plain.stem] if plain.stem else []) + plain.stages)
+                              if n not in found]
+            if found.given_up:
+                more = f' and {len(rerun)-3} more' if len(rerun) > 3 else ''
+                warnings.warn(f"find_places: gradient checkpointing runs {', '.join(rerun[:3])}{more} of {found.model} again in the "
+                              "backward pass, where a mix made in the forward pass would not be replayed, so nothing inside them is "
+                              f"a place: the default stages {plain.stages} became {found.stages or 'none'}, giving up {found.given_up}. "
+                              "Turn checkpointing off to mix there (timm: `model.set_grad_checkpointing(False)`).")
+    return found
