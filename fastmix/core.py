@@ -146,20 +146,21 @@ def check_places(places) -> list|None:
     return places
 
 def hidden_stages(cb, found:Places, n:int) -> list:
-    "The first `n` stages that `find_places` found, or an error that names the eligible places and the way out"
+    "The first `n` stages that `find_places` found, or an error that names what it saw and the ways out"
     if found.stages: return found.stages[:n]
-    raise ValueError(f"{type(cb).__name__}: fastmix found no hidden place to use by default in {found.model} (its "
-                     f"{len(found.eligible)} eligible places: {found.names[:8]}). Pass `places=[...]` with the names of "
-                     "modules whose outputs carry the whole signal, taken from `find_places(model, xb)`.")
+    lost = (f" Gradient checkpointing took {found.given_up} away (modules that run again in the backward pass cannot be "
+            "mixed): turn it off to mix there." if found.given_up else "")
+    raise ValueError(f"{type(cb).__name__}: fastmix found no hidden place to use by default in {found.model} (a {found.kind} "
+                     f"network; prediction: {found.prediction}; its {len(found.eligible)} eligible places: {found.names[:8]})."
+                     f"{lost} Pass `places=[...]` with the names of modules whose outputs carry the whole signal, taken from "
+                     "`find_places(model, xb)`; if the model returns several outputs, say which is the prediction with `prediction=`.")
 
 # %% ../nbs/00_core.ipynb #34b82cea
 def _warn_ineligible(cb, found:Places, name:str):
-    "Warn that an explicit place does not carry the whole signal"
-    if found is None or name in found: return
-    warnings.warn(f"{type(cb).__name__}: {name!r} is not an eligible place of {found.model}: a skip connection, concatenation "
-                  "or shortcut goes around its output (or it is the prediction, or its output does not keep the batch first), "
-                  "so each sample's own unmixed features reach the prediction past the mix, which is not the paper's method. "
-                  f"Eligible places: {found.names[:12]}{' ...' if len(found.names) > 12 else ''} (see `find_places`).")
+    "Warn that an explicit place does not carry the whole signal, with the reason `find_places` gives"
+    if found is not None and (why := found.why_not(name)):
+        warnings.warn(f"{type(cb).__name__}: {why} Mixing there is not the paper's method: each sample's own unmixed features "
+                      "reach the prediction past the mix.")
 
 def _is_compiled(model:nn.Module) -> bool:
     "Whether `torch.compile` wraps `model` (or a wrapper of it)"
@@ -213,7 +214,7 @@ def plan_places(cb, model:nn.Module, xb:tuple, use_input:bool) -> list:
     "The places of a fit, `[(name, module, Place)]` with 'input' first if it is used: defaults or `cb.places`, checked"
     who,inner,found = type(cb).__name__,inner_model(model),None
     if cb.places is None or cb.places:
-        try: found = find_places(inner, xb)
+        try: found = find_places(inner, xb, pred=cb.prediction)
         except Exception:
             if cb.places is None: raise  # explicit places where the analysis refuses (a U-Net) or fails: the user's choice
     hidden = resolve_places(inner, cb.default_places(found) if cb.places is None else cb.places, who)
@@ -283,12 +284,13 @@ class MixCallback(Callback):
         seed:int|None=None,       # seed of the callback's own generators (None: from the global one at each fit)
         places:list|None=(),      # hidden places (module names or modules); None: found by `find_places`; empty: input only
         mix_input:bool|None=True, # also mix at the input; None: when every input is a float tensor
+        prediction=None,          # which output is the prediction if the model returns several: an index, a key or a function (None: the first tensor, as fastai)
     ):
         self.alpha,self.p = check_alpha_schedule(alpha),check_number(p, 'p')
         self.stop_at = None if stop_at is None else check_number(stop_at, 'stop_at', lo_open=True)
         self.seed = check_int(seed, 'seed', lo=-2**63, none_ok=True)
         self.per_sample,self.distinct = bool(per_sample),bool(distinct)
-        self.places,self.mix_input = check_places(places),mix_input
+        self.places,self.mix_input,self.prediction = check_places(places),mix_input,prediction
         self.rng,self.plan,self.record,self.params = None,None,MixRecord(),None
         self._gens,self._hooks,self._fit_hooks,self._yb,self._armed,self._calls,self._call = {},[],[],None,None,0,0
         self._compiled = False  # a plain bool: compiled code guards on it cheaply (not on the list of hook handles)

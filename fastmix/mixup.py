@@ -5,6 +5,7 @@
 # %% ../nbs/02_mixup.ipynb #4f04971c
 from __future__ import annotations
 from .core import *
+from .places import find_places, inner_model
 from fastai.basics import *
 
 # %% auto #0
@@ -21,3 +22,17 @@ class MixUp(MixCallback):
     def mix(self, h:Tensor, params:MixParams) -> tuple:
         "`lam*h + (1-lam)*h[perm]`; the own target keeps `lam`"
         return mixup(h, params.perm, params.lam),params.weight
+
+    def prepare(self, xb:tuple):
+        "On token ids, mix at the embedding's output (wordMixup) when the embedding runs once on the whole batch"
+        if all(torch.is_tensor(x) and x.is_floating_point() for x in xb): return super().prepare(xb)
+        found = find_places(inner_model(self.learn.model), xb, pred=self.prediction)
+        if found.embedding is None:
+            raise TypeError(f"MixUp mixes inputs by interpolation, and {found.model} takes integer inputs whose embedding does not "
+                            "run once on the whole batch (fastai's AWD_LSTM runs its encoder on chunks of it; a TabularModel embeds "
+                            "each column apart), so there is no place to mix them. Use ManifoldMixup, which mixes a hidden layer "
+                            "(in a text classifier, the sentence representation after pooling).")
+        config = self.places,self.mix_input
+        self.places,self.mix_input = [found.embedding],False
+        try: super().prepare(xb)
+        finally: self.places,self.mix_input = config

@@ -54,14 +54,15 @@ class PatchUp(MixCallback):
 
     def default_places(self, found:Places) -> list:
         "The end of the stem and the first stage (Faramarzi et al.), feature maps only: 4-D, or 3-D `(C, L)` on signals"
-        if found.kind == 'isotropic':  # a transformer: its first blocks, whose patch tokens are a map on the patch grid
-            maps = [n for n in found.stages if found[n].layout == 'seq']
+        if found.kind == 'isotropic':  # a vision transformer: its first blocks, whose patch tokens are a map on the patch grid
+            maps = [n for n in found.stages if found[n].layout == 'seq'] if found.embedding is None else []  # not word tokens
         else: maps = [n for n in ([found.stem] if found.stem else []) + found.stages if found[n].layout in ('nchw', 'nhwc')
                       and len(found[n].shape) in (2, 3)]
-        if found.kind not in ('hierarchical', 'stack', 'isotropic') or not maps:
-            raise ValueError(f"PatchUp mixes blocks of feature maps, and {found.model} has none that fastmix uses by default "
-                             f"(its eligible places: {found.names[:8]}). Use ManifoldMixup or NoisyFeatureMixup for this model, "
-                             "or pass `places=[...]` whose outputs are feature maps.")
+        if found.kind not in ('hierarchical', 'stack', 'branching', 'isotropic') or not maps:
+            a = 'an' if found.kind[0] in 'aeiou' else 'a'
+            raise ValueError(f"PatchUp mixes blocks of feature maps, and {found.model} ({a} {found.kind} network) has none that "
+                             f"fastmix uses by default; its eligible places: {found.names[:8]}. Use ManifoldMixup or NoisyFeatureMixup "
+                             "for this model, or pass `places=[...]` whose outputs are feature maps.")
         return maps[:2]
 
     def prepare(self, xb:tuple):
