@@ -18,7 +18,8 @@ import os, sys, warnings
 from collections import Counter
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from common import Config, StepControl, build_learner, fit, init_state, make_batches, seed_all
+from fastai.torch_core import set_seed
+from common import Config, StepControl, build_learner, fit, init_state, make_batches
 
 import fastmix, fastai
 MIXER_FILES = (os.path.dirname(os.path.abspath(fastmix.__file__)) + os.sep,
@@ -107,7 +108,7 @@ class OpCounter(TorchDispatchMode):
 
 def count_fit(cfg:Config, factory, state, batches, warmup:int, seed:int=0) -> Counting:
     "Train one epoch on `batches` under the counter; return the counts of the steps after `warmup`"
-    seed_all(seed)
+    set_seed(seed)
     ctl = Counting(warmup)
     learn = build_learner(cfg, factory, state, batches, ctl)
     cuda = torch.device(cfg.device).type == 'cuda'
