@@ -41,11 +41,11 @@ def write_csv(path, rows):
 
 
 def git_commit() -> str | None:
-    "The repository's commit, with '+changes' when the working tree differs from it (None outside a git checkout)"
+    "The repository's commit, with '+changes' when the code measured (fastmix/ or bench/) differs from it (None outside git)"
     import subprocess
     try:
         run = lambda *c: subprocess.run(['git', *c], cwd=HERE, capture_output=True, text=True, check=True).stdout.strip()
-        return run('rev-parse', '--short', 'HEAD') + ('+changes' if run('status', '--porcelain', '--', '..') else '')
+        return run('rev-parse', '--short', 'HEAD') + ('+changes' if run('status', '--porcelain', '--', '../fastmix', '.') else '')
     except (OSError, subprocess.CalledProcessError): return None
 
 
