@@ -63,7 +63,8 @@ def _site(frame) -> tuple:
     while f is not None:
         fn = f.f_code.co_filename
         if site is None and not fn.startswith(TORCH_DIR) and not fn.endswith('_python_dispatch.py'):
-            site = f'{os.path.relpath(fn, os.path.dirname(os.path.dirname(MIXER_FILES[0])))}:{f.f_lineno}'
+            path = fn.split('site-packages' + os.sep)[-1] if 'site-packages' in fn else os.path.relpath(fn, os.path.dirname(os.path.dirname(MIXER_FILES[0])))
+            site = f'{path}:{f.f_lineno}'
         if fn.startswith(MIXER_FILES[0]) or fn == MIXER_FILES[1]: mixer = True; break
         f = f.f_back
     return mixer,site
