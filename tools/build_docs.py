@@ -166,7 +166,7 @@ def notebook_order() -> list[str]:
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog='tools/build_docs.py', description=__doc__.split('\n\n')[0])
-    p.add_argument('--quiet', action='store_true', help="only Sphinx's warnings and the last line")
+    p.add_argument('--verbose', action='store_true', help="Sphinx's full progress (by default: only its warnings and the last line)")
     a = p.parse_args(argv)
     t0 = time.perf_counter()
     order = notebook_order()
@@ -176,7 +176,7 @@ def main(argv=None):
         if d.exists(): shutil.rmtree(d)
     # -W: every warning (a link to a missing page or heading, a bad toctree) fails the build; -E: no stale cache
     cmd = [sys.executable, '-m', 'sphinx', '-b', 'html', '-W', '--keep-going', '-E', '-n',
-           '-d', str(BUILD/'doctrees'), str(STAGE), str(BUILD/'html')] + (['-q'] if a.quiet else [])
+           '-d', str(BUILD/'doctrees'), str(STAGE), str(BUILD/'html')] + ([] if a.verbose else ['-q'])
     r = subprocess.run(cmd, cwd=ROOT)
     if r.returncode: sys.exit(f'FAIL: Sphinx exited with {r.returncode} (its warnings are above).')
     shutil.move(BUILD/'html', OUT)
