@@ -1,6 +1,7 @@
 """Check the site `tools/build_docs.py` built in `_docs/`, in headless Chromium too: `python tools/check_docs.py`.
 
-1. Pages: one page per notebook of `nbs/`, the sidebar in the notebooks' order, the search page and its index.
+1. Pages: one page per notebook of `nbs/`, the sidebar in the notebooks' order, the search page and its index; no
+   `#| ...` directive line shown in any page's code.
 2. Links: every `href`/`src` of every page that stays inside the site points to a file that exists and, when it names
    a `#fragment`, to an element with that id. No link is left pointing to a `.ipynb`.
 3. In a browser: Debian's `chromium` (`apt-get install -y chromium`) renders the home page and the Manifold Mixup page;
@@ -55,6 +56,9 @@ def check_pages(problems:list) -> dict:
         if not (SITE/f'{name}.html').is_file(): problems.append(f'missing page: _docs/{name}.html (from nbs/{name}.ipynb)')
     for f in ('search.html', 'searchindex.js'):
         if not (SITE/f).is_file(): problems.append(f'missing: _docs/{f} (search)')
+    for f in sorted(SITE.glob('*.html')):   # nbdev directives are for the notebooks, not for the reader
+        code = ' '.join(re.sub(r'<[^>]+>', '', b) for b in re.findall(r'<pre[^>]*>(.*?)</pre>', f.read_text(encoding='utf-8'), re.S))
+        if re.search(r'#\s*\|', html.unescape(code)): problems.append(f'{f.name}: shows a `#| ...` directive line in its code')
     if (SITE/'index.html').is_file():   # the sidebar lists the pages in the notebooks' order
         hrefs = [h for t,h in parse(SITE/'index.html').links if t == 'a']
         side = [h[:-5] for h in dict.fromkeys(hrefs) if re.fullmatch(r'[\w-]+\.html', h) and h[:-5] in titles]
