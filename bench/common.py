@@ -1,4 +1,4 @@
-"""Shared pieces of the fastmix benchmark: the callbacks compared, synthetic data, one Learner per variant, step markers.
+"""Shared pieces of the fastmix op counter: the callbacks compared, synthetic data, one Learner per variant, step markers.
 
 Every variant of one configuration gets the same initial weights (one `state_dict`), the same batches (its own copy,
 because fastai's `CutMix` pastes into the batch in place) and the same Learner set-up: torchvision resnet18
@@ -6,11 +6,9 @@ because fastai's `CutMix` pastes into the batch in place) and the same Learner s
 no validation. Only the mixing callback differs.
 """
 from __future__ import annotations
-import time
 from dataclasses import dataclass
 from functools import partial
 
-import numpy as np
 import torch
 import torchvision
 from fastai.basics import Callback, CancelValidException, CrossEntropyLossFlat, DataLoaders, Learner, noop
@@ -61,7 +59,7 @@ def make_batches(cfg:Config, n:int, seed:int=0) -> list:
 
 
 class BatchList:
-    "A minimal loader over ready batches, so that no data loading or collation runs between timed steps"
+    "A minimal loader over ready batches, so that no data loading or collation runs inside the counted steps"
     def __init__(self, batches:list, device='cpu'): self.batches,self.device = batches,torch.device(device)
     def __len__(self): return len(self.batches)
     def __iter__(self): return iter(self.batches)
@@ -69,7 +67,7 @@ class BatchList:
 
 
 class NoValidation(Callback):
-    "Skip validation: only training steps are measured"
+    "Skip validation: only training steps are counted"
     order = 0
     def before_validate(self): raise CancelValidException()
 
@@ -93,11 +91,6 @@ class StepControl:
     def step_end(self): pass
 
 
-def sync(device):
-    "Wait for the device (CUDA only); called at the ends of timed regions, never inside a step"
-    if torch.device(device).type == 'cuda': torch.cuda.synchronize()
-
-
 def build_learner(cfg:Config, factory, state:dict, batches:list, ctl=None) -> Learner:
     "A Learner on `batches` with the weights `state`, the callback made by `factory` and the step markers of `ctl`"
     model = torchvision.models.resnet18(num_classes=10)
@@ -117,15 +110,6 @@ def fit(learn:Learner, lr:float=1e-3):
     # not `fastmix.testing.quiet_fit`: counts.py counts every op whose stack passes through fastmix's files as the
     # callback's, so the fit itself must not run from a fastmix file
     learn.fit(1, lr=lr)
-
-
-def clone_batches(batches:list) -> list:
-    return [(x.clone(), y.clone()) for x,y in batches]
-
-
-def seed_all(seed:int):
-    torch.manual_seed(seed); np.random.seed(seed)
-    import random; random.seed(seed)
 
 
 def machine_info() -> dict:
@@ -154,6 +138,3 @@ def md_table(rows:list, cols:list|None=None, fmt:dict|None=None) -> str:
     lines = ['| ' + ' | '.join(cols) + ' |', '|' + '|'.join('---' for _ in cols) + '|']
     lines += ['| ' + ' | '.join(cell(r, c) for c in cols) + ' |' for r in rows]
     return '\n'.join(lines) + '\n'
-
-
-def now() -> float: return time.perf_counter()

@@ -18,7 +18,8 @@ import os, sys, warnings
 from collections import Counter
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from common import Config, StepControl, build_learner, fit, init_state, make_batches, seed_all
+from fastai.torch_core import set_seed
+from common import Config, StepControl, build_learner, fit, init_state, make_batches
 
 import fastmix, fastai
 MIXER_FILES = (os.path.dirname(os.path.abspath(fastmix.__file__)) + os.sep,
@@ -62,7 +63,8 @@ def _site(frame) -> tuple:
     while f is not None:
         fn = f.f_code.co_filename
         if site is None and not fn.startswith(TORCH_DIR) and not fn.endswith('_python_dispatch.py'):
-            site = f'{os.path.relpath(fn, os.path.dirname(os.path.dirname(MIXER_FILES[0])))}:{f.f_lineno}'
+            path = fn.split('site-packages' + os.sep)[-1] if 'site-packages' in fn else os.path.relpath(fn, os.path.dirname(os.path.dirname(MIXER_FILES[0])))
+            site = f'{path}:{f.f_lineno}'
         if fn.startswith(MIXER_FILES[0]) or fn == MIXER_FILES[1]: mixer = True; break
         f = f.f_back
     return mixer,site
@@ -107,7 +109,7 @@ class OpCounter(TorchDispatchMode):
 
 def count_fit(cfg:Config, factory, state, batches, warmup:int, seed:int=0) -> Counting:
     "Train one epoch on `batches` under the counter; return the counts of the steps after `warmup`"
-    seed_all(seed)
+    set_seed(seed)
     ctl = Counting(warmup)
     learn = build_learner(cfg, factory, state, batches, ctl)
     cuda = torch.device(cfg.device).type == 'cuda'
