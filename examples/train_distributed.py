@@ -30,7 +30,7 @@ def small_resnet(n_out:int=10) -> nn.Module:
 
 class Witness(Callback):
     "Record, for each training batch, what the mixing callback did with this process's batch"
-    order,run_valid = -1,False  # before_batch before the mixing callback (order 0): sees the batch unmixed
+    order,run_valid = -2,False  # before_batch before the mixing callback (order -1): sees the batch unmixed
     def __init__(self, mixer): self.mixer,self.rows = mixer,[]
     def before_batch(self): self.x = self.learn.xb[0]
     def after_pred(self):
