@@ -43,22 +43,38 @@ def _add_train_args(c):
     c.add_argument('--fine-tune', action='store_true', help="fastai's fine_tune (1 frozen epoch, then --epochs unfrozen) instead of fit_one_cycle")
     c.add_argument('--epochs', type=int, default=8, help="training epochs per run (default: 8)")
     c.add_argument('--seeds', type=int, default=2, help="runs per method, seeds 0..K-1 (default: 2)")
-    c.add_argument('--bs', type=int, default=64, help="batch size (default: 64)")
+    c.add_argument('--bs', type=int, default=None,
+                   help="batch size (default: the largest power of two up to 64 that gives 10 optimizer steps per epoch)")
     c.add_argument('--lr', type=float, default=3e-3, help="peak one-cycle learning rate, or fine_tune's base_lr (default: 0.003)")
     c.add_argument('--out', default='fastmix_out', metavar='DIR',
-                   help="folder for the results and the finished runs; a rerun with the same arguments resumes (default: fastmix_out)")
+                   help="folder for the results and the finished runs; a rerun with the same arguments resumes; a folder "
+                   "holding another comparison is refused (default: fastmix_out)")
+    c.add_argument('--replace', action='store_true', help="replace the results of another comparison in --out")
     c.add_argument('--cpu', action='store_true', help="train on the CPU even when a GPU is there")
+
+def _add_measure_args(c):
+    c.add_argument('--label-noise', type=float, default=0., metavar='P',
+                   help="also train the grid with a share P of the training labels replaced at random, for the label noise "
+                   "column (default: 0, not done)")
+    c.add_argument('--eps', type=float, default=8/255, metavar='E',
+                   help="FGSM's eps, a fraction of the input range (default: 8/255 = 0.0314)")
+    c.add_argument('--pgd', type=int, default=0, metavar='STEPS', help="also attack with PGD of STEPS steps at --eps (default: 0, not done)")
+    c.add_argument('--corruptions', nargs='+', default=None, metavar='NAME',
+                   help="common corruptions to measure (default: those that make sense at the image size; see fastmix.compare.metrics)")
+    c.add_argument('--corruption-images', type=int, default=100, metavar='N',
+                   help="test images the corruptions are measured on (default: 100)")
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog='fastmix', description="fastmix: mixing regularisation for fastai")
     sub = p.add_subparsers(dest='command', metavar='COMMAND', parser_class=_Parser)
     c = sub.add_parser('compare', help="train the baseline and each method; compare accuracy, robustness, calibration, cost",
                        description="Train one network from the same seeds with no mixing and with each method at its "
-                       "defaults; report clean accuracy, accuracy under Gaussian and salt-and-pepper noise, calibration (ECE "
-                       "and NLL, before and after temperature scaling) and time per epoch (mean and sd over seeds); write "
-                       "results.csv, results.md, noise.png and reliability.png to --out. Each finished run is saved in "
-                       "--out/runs; rerunning the same command trains only the runs that are missing.")
-    _add_data_args(c); _add_train_args(c)
+                       "defaults; report clean accuracy, accuracy under noise, adversarial examples (FGSM) and common "
+                       "corruptions, optionally with corrupted training labels, calibration (ECE and NLL, before and after "
+                       "temperature scaling) and time per epoch (mean and sd over seeds, and each method's difference from the "
+                       "baseline paired by seed); write results.csv, results.md, the curves and plots to --out. Each finished "
+                       "run is saved in --out/runs; rerunning the same command trains only the runs that are missing.")
+    _add_data_args(c); _add_train_args(c); _add_measure_args(c)
     return p
 
 # %% ../../nbs/08a_cli.ipynb #6438d11a
@@ -67,7 +83,7 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 def main(argv:list|None=None # the arguments (default: `sys.argv[1:]`)
         ):
-    "The `fastmix` command: `fastmix compare [--data digits|PATH] [--arch NAME] [--pretrained] [--fine-tune] [--methods ...] [--out DIR] ...`"
+    "The `fastmix` command: `fastmix compare [--data digits|PATH] [--arch NAME] [--methods ...] [--label-noise P] [--out DIR] ...`"
     # Threads that wait for work should sleep, not spin: on a busy shared CPU, spinning OpenMP threads of PyTorch slow
     # training down 5-20x (measured on 2 cores). Read once, when torch loads: only effective before `import torch`.
     os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
@@ -82,7 +98,9 @@ def main(argv:list|None=None # the arguments (default: `sys.argv[1:]`)
         cmp.compare(data=args.data, methods=args.methods, epochs=args.epochs, seeds=args.seeds, arch=args.arch, out=args.out,
                     bs=args.bs, lr=args.lr, size=args.size, limit=args.limit, pretrained=args.pretrained,
                     schedule='fine_tune' if args.fine_tune else 'one_cycle', aug=args.aug, num_workers=args.workers,
-                    bad_images=args.bad_images, device='cpu' if args.cpu else None)
+                    bad_images=args.bad_images, label_noise=args.label_noise, eps=args.eps, pgd_steps=args.pgd,
+                    corruptions=args.corruptions, corruption_images=args.corruption_images, replace=args.replace,
+                    device='cpu' if args.cpu else None)
     except cmp.CompareError as e: p.exit(2, f"{prog}: error: {e}\n")
     except KeyboardInterrupt:
         p.exit(130, f"\n{prog}: interrupted; the finished runs are saved in {args.out}/runs: rerun the same command to resume\n")

@@ -23,8 +23,8 @@ from fastai.torch_core import set_seed
 from ..data import digits_tensors
 
 # %% auto #0
-__all__ = ['DATASETS', 'CompareError', 'check_value', 'ImageFolderItems', 'folder_items', 'folder_dls', 'CompareData',
-           'compare_data']
+__all__ = ['DATASETS', 'CompareError', 'check_value', 'ImageFolderItems', 'folder_items', 'folder_dls', 'noisy_labels',
+           'CompareData', 'compare_data']
 
 # %% ../../nbs/08f_compare_data.ipynb #e78eaf10
 class CompareError(ValueError):
@@ -126,42 +126,70 @@ def _imagenet_range() -> tuple:
     m,s = (torch.tensor(v).view(1, 3, 1, 1) for v in imagenet_stats)
     return (0 - m) / s,(1 - m) / s
 
+class _LabelOf:
+    "The given label of each training file, the folder's name for any other file (a picklable `get_y` for workers)"
+    def __init__(self, files:list, labels:list): self.d = dict(zip(files, labels))
+    def __call__(self, f): return self.d.get(f) or parent_label(f)
+
 def folder_dls(items:ImageFolderItems, # from `folder_items`
                size:int=32,            # side of the square images
                bs:int=64,              # training batch size (the test batches are twice as large)
                aug:bool=False,         # fastai's `aug_transforms` on the training batches
                num_workers:int|None=None, # None: min(8, cpus) for 1,000 images or more, else 0
                device=None,
+               labels:Tensor|None=None,   # class indices of the training images, in `items.train` order (None: their folders')
               ) -> DataLoaders:
     "fastai `DataLoaders` that read `items` from disk batch by batch: train on the training split, validate on the test split"
     files = [items.files[i] for i in items.train + items.test]
     n_tr = len(items.train)
     if num_workers is None: num_workers = min(8, os.cpu_count() or 1) if len(files) >= 1000 else 0
     tfms = [*aug_transforms(size=size)] if aug else []
-    dblock = DataBlock(blocks=(ImageBlock, CategoryBlock(vocab=items.vocab)), get_y=parent_label,
+    get_y = parent_label if labels is None else _LabelOf(files[:n_tr], [items.vocab[int(i)] for i in labels])
+    dblock = DataBlock(blocks=(ImageBlock, CategoryBlock(vocab=items.vocab)), get_y=get_y,
                        splitter=IndexSplitter(range(n_tr, len(files))), item_tfms=Resize(size),
                        batch_tfms=tfms + [Normalize.from_stats(*imagenet_stats)])
     cuda = device is not None and torch.device(device).type == 'cuda'
     return dblock.dataloaders(files, bs=bs, val_bs=2*bs, num_workers=num_workers, device=device, pin_memory=cuda)
 
+# %% ../../nbs/08f_compare_data.ipynb #758e880c
+def noisy_labels(labels:Tensor, # class indices
+                 p:float,       # probability that a label is replaced
+                 n_classes:int, # number of classes
+                 seed:int=0,    # of the generator of the replacements
+                ) -> Tensor:
+    "`labels` with each one replaced, with probability `p`, by one of the other classes drawn uniformly; fixed by `seed`"
+    check_value(p, 'label_noise', 0, 1, hi_open=True)
+    labels = torch.as_tensor(labels).long()
+    g = torch.Generator().manual_seed(int(seed))
+    replace = torch.rand(len(labels), generator=g) < p
+    other = torch.randint(n_classes - 1, (len(labels),), generator=g)
+    other = other + (other >= labels).long()  # 0..n-2 mapped onto the classes other than the label
+    return torch.where(replace, other, labels)
+
 # %% ../../nbs/08f_compare_data.ipynb #41e04848
 class CompareData:
-    "The data of a comparison: `dls(seed)` builds seeded `DataLoaders`; class names, split sizes, normalised pixel range"
-    def __init__(self, make_dls,      # `make_dls(bs, device)`: the `DataLoaders` (training split, test split unshuffled)
+    "The data of a comparison: `dls(seed)` builds seeded `DataLoaders`; class names, split sizes, labels, normalised range"
+    def __init__(self, make_dls,      # `make_dls(bs, device, labels)`: `DataLoaders`, training split labelled `labels` if not None
                  vocab:list,          # class names
-                 n_train:int, n_test:int, # split sizes
+                 train_labels:Tensor, # class index of each training example, in the order `make_dls` takes `labels`
+                 n_test:int,          # size of the test split
                  lo:Tensor, hi:Tensor,# the normalised values of the lowest and highest raw input value, broadcastable to a batch
                  desc:str,            # what the data is, for messages
                  skipped:int=0,       # unreadable files left out
                  modality:str='image',# what the inputs are: chooses the measures that apply (see `fastmix.compare.metrics`)
+                 shape:tuple=(3, 32, 32), # the shape of one input
                 ):
         store_attr()
+        self.n_train = len(train_labels)
     def dls(self, seed:int=0, # set before the `DataLoaders` are built: the batch order and augmentation of this seed
-            bs:int=64, device=None) -> DataLoaders:
+            bs:int=64, device=None,
+            label_noise:float=0., # the share of training labels replaced at random (`noisy_labels`, fixed by `seed`)
+           ) -> DataLoaders:
         "`DataLoaders` for one run: training batches in the order of `seed`, the test split unshuffled"
+        labels = noisy_labels(self.train_labels, label_noise, len(self.vocab), seed) if label_noise else None
         set_seed(seed)
-        return self.make_dls(bs, device)
-    def __repr__(self): return f"{self.desc}: {self.n_train} training, {self.n_test} test images, {len(self.vocab)} classes"
+        return self.make_dls(bs, device, labels)
+    def __repr__(self): return f"{self.desc}: {self.n_train} training, {self.n_test} test examples, {len(self.vocab)} classes"
 
 def _digits_data(size:int, limit:int|None, aug:bool) -> CompareData:
     "scikit-learn's digits (`fastmix.data.digits_tensors`), in memory"
@@ -171,11 +199,12 @@ def _digits_data(size:int, limit:int|None, aug:bool) -> CompareData:
         g = torch.Generator().manual_seed(0)
         i,j = torch.randperm(len(ytr), generator=g)[:limit],torch.randperm(len(yte), generator=g)[:limit]
         (xtr,ytr),(xte,yte) = (xtr[i], ytr[i]),(xte[j], yte[j])
-    def make(bs, device):
-        return DataLoaders(TfmdDL(list(zip(xtr, ytr)), bs=bs, shuffle=True, num_workers=0),  # in memory: no workers
+    def make(bs, device, labels=None):
+        y = ytr if labels is None else labels
+        return DataLoaders(TfmdDL(list(zip(xtr, y)), bs=bs, shuffle=True, num_workers=0),  # in memory: no workers
                            TfmdDL(list(zip(xte, yte)), bs=2*bs, num_workers=0), device=device)
     lo,hi = xtr.amin((0, 2, 3), keepdim=True),xtr.amax((0, 2, 3), keepdim=True)
-    return CompareData(make, [str(i) for i in range(10)], len(ytr), len(yte), lo, hi, 'digits')
+    return CompareData(make, [str(i) for i in range(10)], ytr, len(yte), lo, hi, 'digits', shape=tuple(xtr.shape[1:]))
 
 DATASETS = {'digits': _digits_data}  # name -> function(size, limit, aug) -> CompareData
 
@@ -191,5 +220,7 @@ def compare_data(data='digits',          # a name in `DATASETS` ('digits'), or t
     if str(data) in DATASETS: return DATASETS[str(data)](size, limit, aug)
     items = folder_items(data, bad_images=bad_images, limit=limit)
     lo,hi = _imagenet_range()
-    make = lambda bs, device: folder_dls(items, size, bs, aug, num_workers, device)
-    return CompareData(make, items.vocab, len(items.train), len(items.test), lo, hi, str(Path(data)), len(items.skipped))
+    make = lambda bs, device, labels=None: folder_dls(items, size, bs, aug, num_workers, device, labels)
+    train_labels = torch.tensor([items.vocab.index(items.labels[i]) for i in items.train])
+    return CompareData(make, items.vocab, train_labels, len(items.test), lo, hi, str(Path(data)), len(items.skipped),
+                       shape=(3, size, size))
