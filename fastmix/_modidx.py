@@ -168,6 +168,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                      'fastmix/compare/report.py'),
                                         'fastmix.compare.report.plot_corruptions': ( 'compare_report.html#plot_corruptions',
                                                                                      'fastmix/compare/report.py'),
+                                        'fastmix.compare.report.plot_labels': ( 'compare_report.html#plot_labels',
+                                                                                'fastmix/compare/report.py'),
                                         'fastmix.compare.report.plot_noise': ( 'compare_report.html#plot_noise',
                                                                                'fastmix/compare/report.py'),
                                         'fastmix.compare.report.plot_reliability': ( 'compare_report.html#plot_reliability',

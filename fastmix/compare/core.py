@@ -249,7 +249,7 @@ def auto_bs(n_train:int, steps:int=10, largest:int=64, smallest:int=2) -> int:
 
 # %% ../../nbs/08_compare.ipynb #e5c2a8b3
 OUT_FILES = ('results.csv', 'results.md', 'runs.csv', 'curves.csv', 'noise.png', 'adversarial.png', 'corruptions.png',
-             'reliability.png', 'settings.json', 'runs')  # everything `compare` writes into `out`, and nothing else
+             'labels.png', 'reliability.png', 'settings.json', 'runs')  # everything `compare` writes into `out`, and nothing else
 
 def _jsonable(v):
     "`v` as JSON has it: tuples as lists, dicts of such, anything else unknown as its string"
@@ -331,12 +331,15 @@ def _collect(jobs:list, recs:dict, trained:set, label_noise:float) -> tuple:
     for s,k in jobs:
         r = recs[(0., s, k)]
         row = {**r['row'], 'resumed': (0., s, k) not in trained}
+        curves += [dict(method=k, seed=s, **c) for c in r['curves']]
         if label_noise:
             n = recs[(label_noise, s, k)]['row']
             row['label_noise_acc'] = n.get('label_noise_acc', float('nan'))
             if n['status'] == 'skipped' and row['status'] == 'done': row.update(status='skipped', reason=n['reason'])
+            if row['status'] == 'done':  # accuracy against the share of wrong training labels: 0 and `label_noise`
+                curves += [dict(method=k, seed=s, group='labels', noise='label_noise', level=l, accuracy=a)
+                           for l,a in ((0., row['clean_acc']), (label_noise, row['label_noise_acc']))]
         rows.append(row)
-        curves += [dict(method=k, seed=s, **c) for c in r['curves']]
         logits.setdefault(k, [])
         if r['logits'] is not None: logits[k].append(r['logits']); targs = r['targs']
     runs = pd.DataFrame(rows)

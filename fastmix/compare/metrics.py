@@ -13,10 +13,10 @@ from torch import nn, Tensor
 
 # %% auto #0
 __all__ = ['NFM_GAUSS_LEVELS', 'GAUSS_LEVELS', 'SP_LEVELS', 'FGSM_EPS', 'EPS_LEVELS', 'COMMON_CORRUPTIONS', 'PIXEL_SIZED',
-           'SLOW_CORRUPTIONS', 'SEVERITIES', 'NOISES', 'MODALITIES', 'T_BOUNDS', 'gaussian_noise', 'salt_pepper',
-           'input_grad_sign', 'fgsm', 'pgd', 'all_corruptions', 'image_corruptions', 'to_pixels', 'from_pixels',
-           'corrupt_images', 'Modality', 'reliability_bins', 'expected_calibration_error', 'nll', 'fit_temperature',
-           'temperature_at_bound', 'calibration_split', 'calibration']
+           'SEVERITIES', 'NOISES', 'MODALITIES', 'T_BOUNDS', 'gaussian_noise', 'salt_pepper', 'input_grad_sign', 'fgsm',
+           'pgd', 'all_corruptions', 'image_corruptions', 'to_pixels', 'from_pixels', 'corrupt_images', 'Modality',
+           'reliability_bins', 'expected_calibration_error', 'nll', 'fit_temperature', 'temperature_at_bound',
+           'calibration_split', 'calibration']
 
 # %% ../../nbs/08c_compare_metrics.ipynb #f71bf266
 NFM_GAUSS_LEVELS = (0., .02, .04, .06, .08, .1, .12, .15, .18, .2, .25, .3, .35)  # the NFM paper's grid
@@ -86,7 +86,6 @@ def pgd(model:nn.Module, x:Tensor, y:Tensor,
 COMMON_CORRUPTIONS = ('gaussian_noise', 'shot_noise', 'impulse_noise', 'defocus_blur', 'glass_blur', 'motion_blur', 'zoom_blur',
                       'snow', 'frost', 'fog', 'brightness', 'contrast', 'elastic_transform', 'pixelate', 'jpeg_compression')
 PIXEL_SIZED = ('defocus_blur', 'glass_blur', 'motion_blur', 'snow', 'frost')  # parameters in pixels of a 224 px image
-SLOW_CORRUPTIONS = ('glass_blur',)                                            # left out by default: its cost
 SEVERITIES = (1, 2, 3, 4, 5)
 
 def all_corruptions() -> tuple:
@@ -99,7 +98,7 @@ def image_corruptions(shape:tuple, # the shape of one input, (channels, height, 
     "The common corruptions measured by default on images of this shape (see above); none below 32 px"
     side = min(shape[-2:])
     if len(shape) != 3 or side < 32: return ()
-    return tuple(c for c in COMMON_CORRUPTIONS if c not in SLOW_CORRUPTIONS and (side >= 112 or c not in PIXEL_SIZED))
+    return tuple(c for c in COMMON_CORRUPTIONS if side >= 112 or c not in PIXEL_SIZED)
 
 def to_pixels(x:Tensor, lo:Tensor, hi:Tensor) -> Tensor:
     "Normalised images (n, c, h, w) as uint8 pixels, through the range `[lo, hi]` of a black and a white pixel"

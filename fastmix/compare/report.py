@@ -18,7 +18,7 @@ from .metrics import reliability_bins, expected_calibration_error, calibration_s
 # %% auto #0
 __all__ = ['ACC_COLS', 'CAL_COLS', 'SUMMARY_COLS', 'DIFF_COLS', 'summarise', 'chance_level', 'accuracy_table',
            'calibration_table', 'difference_table', 'format_summary', 'skipped_notes', 'level_table', 'report_notes',
-           'reading', 'text_table', 'md_table', 'plot_noise', 'plot_adversarial', 'plot_corruptions',
+           'reading', 'text_table', 'md_table', 'plot_noise', 'plot_adversarial', 'plot_labels', 'plot_corruptions',
            'plot_reliability', 'CompareResult', 'write_report']
 
 # %% ../../nbs/08d_compare_report.ipynb #0c1fd727
@@ -128,7 +128,8 @@ def level_table(curves:pd.DataFrame, noise:str) -> pd.DataFrame:
     g = c.groupby(['method', 'level'], sort=False).accuracy
     m,s = (g.mean()*100).unstack(),(g.std()*100).unstack()
     order = list(dict.fromkeys(c.method))
-    t = pd.DataFrame({f"{l:g}": [_fmt(m.loc[k, l], s.loc[k, l]) for k in order] for l in m.columns}, index=order)
+    head = (lambda l: f"{l * 255:g}/255") if noise in ('fgsm', 'pgd') else (lambda l: f"{l:.0%}") if noise == 'label_noise' else (lambda l: f"{l:g}")
+    t = pd.DataFrame({head(l): [_fmt(m.loc[k, l], s.loc[k, l]) for k in order] for l in m.columns}, index=order)
     return t.rename_axis('method').reset_index()
 
 # %% ../../nbs/08d_compare_report.ipynb #c2e7a1b4
@@ -189,11 +190,14 @@ def reading(summary:pd.DataFrame, # from `summarise`
         if not clear:
             out.append(f"{head}; no method differs from it by more than {k:g} times the spread of its paired difference over {n} seeds.")
             continue
-        better = lambda d: d < 0 if col == 'nll_ts' else d > 0
-        parts = [f"{m} {'higher' if d > 0 else 'lower'} by {fmt(abs(d))}{' points' if unit else ''} (± {fmt(sd)})" for m,d,sd in clear]
+        higher_is_better = col != 'nll_ts'
+        parts = []
+        for up in (True, False):
+            ms = [f"{m} by {fmt(abs(d))}{' points' if unit else ''} (± {fmt(sd)})" for m,d,sd in clear if (d > 0) == up]
+            if ms: parts.append(f"{'higher' if up else 'lower'} ({'better' if up == higher_is_better else 'worse'}): {', '.join(ms)}")
         rest = [m for m in s.method if m not in [c[0] for c in clear]]
-        out.append(f"{head}; " + '; '.join(parts) + f" ({'better' if all(better(d) for _,d,_ in clear) else 'worse' if not any(better(d) for _,d,_ in clear) else 'mixed'})"
-                   + (f"; {_names(rest)} within {k:g} spreads." if rest else "."))
+        if rest: parts.append(f"within {k:g} spreads: {_names(rest)}")
+        out.append(f"{head}; " + '; '.join(parts) + '.')
     return out
 
 # %% ../../nbs/08d_compare_report.ipynb #e21732cd
@@ -223,7 +227,8 @@ def md_table(rows,                 # a DataFrame, or a list of dicts (one per ro
 # %% ../../nbs/08d_compare_report.ipynb #da0b760f
 _TITLES = {'gaussian': ('white Gaussian noise on normalised inputs', 'noise standard deviation'),
            'salt_pepper': ('salt-and-pepper noise', 'fraction of pixels set to min/max'),
-           'fgsm': ('FGSM (one step)', 'eps (grey levels of 255)'), 'pgd': ('PGD', 'eps (grey levels of 255)')}
+           'fgsm': ('FGSM (one step)', 'eps (grey levels of 255)'), 'pgd': ('PGD', 'eps (grey levels of 255)'),
+           'label_noise': ('training on corrupted labels', 'share of training labels replaced')}
 
 def _curve(ax, c:pd.DataFrame, k:str, x_scale:float=1., **kw):
     "Mean accuracy over seeds against level for method `k`, with a band of +- one sd"
@@ -260,6 +265,16 @@ def plot_adversarial(curves:pd.DataFrame, figsize=(6.5, 4.5)):
         if len(p): ax.scatter(p.index * 255, p.values, marker='x', s=60, color=ax.lines[-1].get_color(), zorder=3)
     ax.set(title='adversarial examples: FGSM' + (' (x: PGD)' if (c.noise == 'pgd').any() else ''),
            xlabel=_TITLES['fgsm'][1], ylabel='test accuracy %'); ax.grid(alpha=.3); ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+def plot_labels(curves:pd.DataFrame, figsize=(5, 4.5)):
+    "Clean test accuracy against the share of wrong training labels, one line per method (mean over seeds, band: +- one sd)"
+    c = curves[curves.group == 'labels']
+    fig,ax = plt.subplots(figsize=figsize)
+    for k in dict.fromkeys(c.method): _curve(ax, c, k, 100)
+    ax.set(title='trained on corrupted labels, tested on clean ones', xlabel='% of training labels replaced',
+           ylabel='test accuracy %'); ax.grid(alpha=.3); ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -363,8 +378,8 @@ def write_report(res:CompareResult) -> list:
           "the baseline's of the same seed (mean ± sd over seeds), and in seconds.", *levels, ""]
     (out/'results.md').write_text('\n'.join(md), encoding='utf-8')
     files = ['results.csv', 'results.md', 'runs.csv', 'curves.csv']
-    figs = [('noise.png', plot_noise), ('adversarial.png', plot_adversarial), ('corruptions.png', plot_corruptions)]
-    groups = {'noise.png': 'noise', 'adversarial.png': 'adversarial', 'corruptions.png': 'corruption'}
+    figs = [('noise.png', plot_noise), ('adversarial.png', plot_adversarial), ('corruptions.png', plot_corruptions), ('labels.png', plot_labels)]
+    groups = {'noise.png': 'noise', 'adversarial.png': 'adversarial', 'corruptions.png': 'corruption', 'labels.png': 'labels'}
     for fn,plot in figs:
         if (c.group == groups[fn]).any():
             fig = plot(c); fig.savefig(out/fn, dpi=110); plt.close(fig); files.append(fn)
