@@ -438,8 +438,8 @@ def compare(data='digits',            # 'digits' (see `fastmix.compare.data.DATA
     (out/'settings.json').write_text(json.dumps(dict(key=_jsonable(key), settings=_jsonable(settings)), indent=1))
     if verbose:
         print(f"{d!r}, {d.shape[-1]}x{d.shape[-2]}; {arch} ({lib}{', pretrained' if pretrained else ', from scratch'}); "
-              f"batch size {bs}{' (chosen: --bs to set it)' if bs_auto else ''}, {steps} steps per epoch, {epochs} epochs; "
-              f"{seeds} seed(s) x {1 + len(meths)} runs{' x 2 (label noise)' if label_noise else ''}: "
+              f"batch size {bs}{' (chosen: --bs to set it)' if bs_auto else ''}, {steps} steps per epoch, {epochs} epoch{'s' if epochs != 1 else ''}; "
+              f"{seeds} seed{'s' if seeds != 1 else ''} x {1 + len(meths)} runs{' x 2 (label noise)' if label_noise else ''}: "
               + (f"{len(recs)} of {len(alljobs)} runs already done in {out}, {len(todo)} to train" if recs else f"{len(todo)} runs to train"))
     cset = corruption_set(d, names, n_cor, bs) if any(p == 0 for p,_,_ in todo) else None
     recs |= _train_grid(todo, meths, d, stores, a, cset, verbose)
