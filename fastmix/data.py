@@ -4,8 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #e249f2c3
 from __future__ import annotations
-import os, tempfile, warnings
-from dataclasses import dataclass
+import tempfile
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -14,8 +13,7 @@ from PIL import Image, ImageDraw
 from fastai.vision.all import *
 
 # %% auto #0
-__all__ = ['SHAPES', 'make_shapes', 'shapes_dls', 'digits_tensors', 'digits_dls', 'CompareError', 'ImageFolderItems',
-           'folder_items', 'folder_dls', 'CompareData', 'compare_data']
+__all__ = ['SHAPES', 'make_shapes', 'shapes_dls', 'digits_tensors', 'digits_dls']
 
 # %% ../nbs/01_data.ipynb #c904d988
 SHAPES = ('circle', 'square', 'triangle')
@@ -69,142 +67,3 @@ def digits_dls(size:int=32, bs:int=64, test_size:float=0.3, seed:int=0, device=N
     (xtr,ytr),(xte,yte) = digits_tensors(size, test_size, seed)
     return DataLoaders(TfmdDL(list(zip(xtr, ytr)), bs=bs, shuffle=True, drop_last=False, num_workers=0),
                        TfmdDL(list(zip(xte, yte)), bs=bs * 2, num_workers=0), device=device)
-
-# %% ../nbs/01_data.ipynb #e78eaf10
-class CompareError(ValueError):
-    "A bad argument to `fastmix.compare` or bad data: `fastmix compare` prints its message on one line and exits non-zero"
-
-# %% ../nbs/01_data.ipynb #fd94495f
-_SPLITS = ('valid', 'val', 'test')
-
-@dataclass
-class ImageFolderItems:
-    "The readable images of a folder, their labels, the train/test split (indices into `files`) and the class names"
-    path:Path; files:list; labels:list; train:list; test:list; vocab:list; skipped:list
-
-def _unreadable(f:Path) -> str|None:
-    "Why `f` cannot be read as an image (the error, in short), or None"
-    try:
-        with Image.open(f) as im: im.verify()
-    except Exception as e: return f"{type(e).__name__}: {e}"  # PIL raises OSError, SyntaxError, ValueError, struct.error...
-    return None
-
-def _check_folder(path:Path) -> list:
-    "The image files of `path`, or a `CompareError` saying why it is not a folder of class folders"
-    if not path.exists(): raise CompareError(f"data folder {str(path)!r} does not exist")
-    if not path.is_dir(): raise CompareError(f"--data {str(path)!r} is not a folder (expected digits or a folder of class folders)")
-    files = get_image_files(path)
-    if not files: raise CompareError(f"no image files in {str(path)!r}; expected a folder of class folders, PATH/<class>/<image>")
-    loose = [f for f in files if f.parent == path]
-    if loose: raise CompareError(f"{str(path)!r} has images at its top level (e.g. {loose[0].name}); "
-                                 "expected one folder per class, PATH/<class>/<image>")
-    return files
-
-def _drop_unreadable(files:list, bad_images:str) -> tuple:
-    "`files` without the unreadable ones, and the skipped `(file, reason)`s; `bad_images='stop'` raises at the first"
-    keep,skipped = [],[]
-    for f in files:
-        why = _unreadable(f)
-        if why is None: keep.append(f); continue
-        if bad_images == 'stop': raise CompareError(f"cannot read image {f}: {why} (bad_images='stop'; 'skip' leaves such files out with a warning)")
-        skipped.append((f, why))
-    if skipped:
-        warnings.warn(f"skipped {len(skipped)} of {len(files)} image files that cannot be read (first: {skipped[0][0]}: "
-                      f"{skipped[0][1]}); bad_images='stop' (--bad-images stop) stops instead", stacklevel=3)
-    return keep,skipped
-
-# %% ../nbs/01_data.ipynb #38607190
-def _subset(idx:list, limit:int|None, seed:int) -> list:
-    if not limit or len(idx) <= limit: return list(idx)
-    return sorted(np.random.default_rng(seed).choice(np.asarray(idx), limit, replace=False).tolist())
-
-def folder_items(path,                  # PATH/<class>/<image>, or PATH/train/<class>/... and PATH/valid/<class>/...
-                 valid_pct:float=0.3,   # the test fraction when there is no train/valid split
-                 seed:int=0,            # of the random split (and of `limit`'s subsets)
-                 bad_images:str='skip', # 'skip': leave unreadable files out with one warning; 'stop': raise
-                 limit:int|None=None,   # keep at most this many training and this many test images
-                ) -> ImageFolderItems:
-    "Check a folder of class folders and split it, reading no pixels: the same files and split for every run"
-    if bad_images not in ('skip', 'stop'): raise CompareError(f"bad_images must be 'skip' or 'stop', got {bad_images!r}")
-    path = Path(path)
-    files = _check_folder(path)
-    files,skipped = _drop_unreadable(files, bad_images)
-    if not files: raise CompareError(f"none of the image files in {str(path)!r} can be read")
-    vdir = next((s for s in _SPLITS if (path/s).is_dir()), None)
-    if (path/'train').is_dir() and vdir:  # an existing split
-        tops = [f.relative_to(path).parts[0] for f in files]
-        itr,ite = [i for i,t in enumerate(tops) if t == 'train'],[i for i,t in enumerate(tops) if t == vdir]
-    else: itr,ite = RandomSplitter(valid_pct=valid_pct, seed=seed)(files)
-    itr,ite = _subset(itr, limit, seed),_subset(ite, limit, seed + 1)
-    labels = [parent_label(f) for f in files]
-    vocab = sorted({labels[i] for i in itr})
-    if len(vocab) < 2: raise CompareError(f"{str(path)!r} has {len(vocab)} class folder(s) with training images; at least 2 are needed")
-    if not len(ite): raise CompareError(f"{str(path)!r} has too few images to hold out a test split")
-    unseen = sorted({labels[i] for i in ite} - set(vocab))
-    if unseen: raise CompareError(f"classes {unseen} of the test split have no training images in {str(path)!r}")
-    return ImageFolderItems(path, files, labels, list(itr), list(ite), vocab, skipped)
-
-# %% ../nbs/01_data.ipynb #2436de7c
-def _imagenet_range() -> tuple:
-    "The normalised values of a black and a white pixel per channel, shape (1, 3, 1, 1) each"
-    m,s = (torch.tensor(v).view(1, 3, 1, 1) for v in imagenet_stats)
-    return (0 - m) / s,(1 - m) / s
-
-def folder_dls(items:ImageFolderItems, # from `folder_items`
-               size:int=32,            # side of the square images
-               bs:int=64,              # training batch size (the test batches are twice as large)
-               aug:bool=False,         # fastai's `aug_transforms` on the training batches
-               num_workers:int|None=None, # None: min(8, cpus) for 1,000 images or more, else 0
-               device=None,
-              ) -> DataLoaders:
-    "fastai `DataLoaders` that read `items` from disk batch by batch: train on the training split, validate on the test split"
-    files = [items.files[i] for i in items.train + items.test]
-    n_tr = len(items.train)
-    if num_workers is None: num_workers = min(8, os.cpu_count() or 1) if len(files) >= 1000 else 0
-    tfms = [*aug_transforms(size=size)] if aug else []
-    dblock = DataBlock(blocks=(ImageBlock, CategoryBlock(vocab=items.vocab)), get_y=parent_label,
-                       splitter=IndexSplitter(range(n_tr, len(files))), item_tfms=Resize(size),
-                       batch_tfms=tfms + [Normalize.from_stats(*imagenet_stats)])
-    cuda = device is not None and torch.device(device).type == 'cuda'
-    return dblock.dataloaders(files, bs=bs, val_bs=2*bs, num_workers=num_workers, device=device, pin_memory=cuda)
-
-# %% ../nbs/01_data.ipynb #41e04848
-class CompareData:
-    "The data of a comparison: `dls(seed)` builds seeded `DataLoaders`; class names, split sizes, normalised pixel range"
-    def __init__(self, make_dls, vocab:list, n_train:int, n_test:int, lo:Tensor, hi:Tensor, desc:str, skipped:int=0):
-        store_attr()
-    def dls(self, seed:int=0, # set before the `DataLoaders` are built: the batch order and augmentation of this seed
-            bs:int=64, device=None) -> DataLoaders:
-        "`DataLoaders` for one run: training batches in the order of `seed`, the test split unshuffled"
-        set_seed(seed)
-        return self.make_dls(bs, device)
-    def __repr__(self): return f"{self.desc}: {self.n_train} training, {self.n_test} test images, {len(self.vocab)} classes"
-
-def _digits_data(size:int, limit:int|None) -> CompareData:
-    (xtr,ytr),(xte,yte) = digits_tensors(size, test_size=0.3, seed=0)
-    if limit:
-        g = torch.Generator().manual_seed(0)
-        i,j = torch.randperm(len(ytr), generator=g)[:limit],torch.randperm(len(yte), generator=g)[:limit]
-        (xtr,ytr),(xte,yte) = (xtr[i], ytr[i]),(xte[j], yte[j])
-    def make(bs, device):
-        return DataLoaders(TfmdDL(list(zip(xtr, ytr)), bs=bs, shuffle=True, num_workers=0),  # in memory: no workers
-                           TfmdDL(list(zip(xte, yte)), bs=2*bs, num_workers=0), device=device)
-    lo,hi = xtr.amin((0, 2, 3), keepdim=True),xtr.amax((0, 2, 3), keepdim=True)
-    return CompareData(make, [str(i) for i in range(10)], len(ytr), len(yte), lo, hi, 'digits')
-
-# %% ../nbs/01_data.ipynb #e03e5c0d
-def compare_data(data='digits',          # 'digits', or the path of a folder of class folders
-                 size:int=32,            # side of the (square) images
-                 limit:int|None=None,    # use at most this many training and this many test images (random, seed 0)
-                 aug:bool=False,         # `aug_transforms` on the training batches (folders only)
-                 num_workers:int|None=None, # data loader workers for a folder (see `folder_dls`)
-                 bad_images:str='skip',  # unreadable files in a folder: 'skip' (with a warning) or 'stop'
-                ) -> CompareData:
-    "The data of a comparison: scikit-learn's digits in memory, or a folder of class folders streamed from disk"
-    if str(data) == 'digits':
-        if aug: raise CompareError("aug applies to folders: aug_transforms flips and rotates, which turns digits into other digits")
-        return _digits_data(size, limit)
-    items = folder_items(data, bad_images=bad_images, limit=limit)
-    lo,hi = _imagenet_range()
-    make = lambda bs, device: folder_dls(items, size, bs, aug, num_workers, device)
-    return CompareData(make, items.vocab, len(items.train), len(items.test), lo, hi, str(Path(data)), len(items.skipped))
