@@ -15,6 +15,8 @@ from fastai.basics import Callback, CancelValidException, CrossEntropyLossFlat, 
 from fastai.callback.progress import ProgressCallback
 import fastai.callback.mixup as fastai_mixup
 from fastmix.all import MixUp, CutMix, ManifoldMixup, NoisyFeatureMixup, PatchUp
+from fastmix.compare.core import SkipValidate  # skip validation: only training steps are counted
+from fastmix.compare.report import md_table
 
 def factories(only=None) -> dict:
     "Variant name -> factory of a fresh callback (None for plain training). `only`: names to keep (plain always kept)"
@@ -66,12 +68,6 @@ class BatchList:
     def to(self, device): self.device = torch.device(device); return self
 
 
-class NoValidation(Callback):
-    "Skip validation: only training steps are counted"
-    order = 0
-    def before_validate(self): raise CancelValidException()
-
-
 class Marks(Callback):
     "Calls `ctl.mark(event, first)` at every batch event; one instance runs first (order -1000), one last (order 1000)"
     run_valid = False
@@ -97,7 +93,7 @@ def build_learner(cfg:Config, factory, state:dict, batches:list, ctl=None) -> Le
     model.load_state_dict(state)
     model.to(cfg.device)
     dls = DataLoaders(BatchList(batches, cfg.device), BatchList([], cfg.device), device=cfg.device)
-    cbs = [NoValidation()] + ([factory()] if factory is not None else [])
+    cbs = [SkipValidate()] + ([factory()] if factory is not None else [])
     if ctl is not None: cbs += [Marks(ctl, True), Marks(ctl, False)]
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), cbs=cbs)
     learn.remove_cbs([cb for cb in learn.cbs if isinstance(cb, ProgressCallback)])
@@ -124,17 +120,3 @@ def machine_info() -> dict:
     return dict(nproc=os.cpu_count(), cpu=cpu, gpu=gpu, torch=torch.__version__, fastai=fastai.__version__,
                 torchvision=torchvision.__version__, torch_threads=torch.get_num_threads(), python=platform.python_version())
 
-
-def md_table(rows:list, cols:list|None=None, fmt:dict|None=None) -> str:
-    "A markdown table of a list of dicts"
-    if not rows: return '(no rows)\n'
-    cols = cols or list(rows[0])
-    fmt = fmt or {}
-    def cell(r, c):
-        v = r.get(c, '')
-        if v is None or v == '': return ''
-        f = fmt.get(c)
-        return f(v) if callable(f) else (format(v, f) if f else str(v))
-    lines = ['| ' + ' | '.join(cols) + ' |', '|' + '|'.join('---' for _ in cols) + '|']
-    lines += ['| ' + ' | '.join(cell(r, c) for c in cols) + ' |' for r in rows]
-    return '\n'.join(lines) + '\n'
