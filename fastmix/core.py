@@ -265,7 +265,7 @@ class MixRecord(dict):
                 for k,v in self.summary().items()]
         return '\n'.join([f"{'place':<24} {'batches':>8} {'mean weight':>12}", *rows]) if rows else 'MixRecord(nothing mixed)'
 
-# %% ../nbs/00_core.ipynb #950e75ff
+# %% ../nbs/00_core.ipynb #59003c36
 class MixCallback(Callback):
     "Base of the fastmix callbacks: pairs, weights, place, hook, loss and clean-up; a method says how to `draw` and `mix`"
     # after_loss must run before GradientAccumulation (6) and MixedPrecision (10); before_train before fastai's MixUp (0)
@@ -275,6 +275,7 @@ class MixCallback(Callback):
     # fastai's Callback.__setattr__ looks the name up on the Learner (to warn of shadowing); torch.compile cannot trace that
     # from inside a hook, so the engine's state is set plainly
     __setattr__ = object.__setattr__
+
     def __init__(self,
         alpha:float|Callable=1.,  # Beta(alpha, alpha) parameter of the mixing weight, or a schedule of it (see below)
         p:float=1.,               # probability that a training batch is mixed
@@ -313,176 +314,211 @@ class MixCallback(Callback):
         "Hidden places used when none are given, from what `find_places` found (none for input-only methods)"
         return []
 
-    # ---- tools for `draw`: the callback's own generators
-    def sample_weights(self, bs:int):
-        "`lam ~ Beta(alpha, alpha)`: a float, or one per sample (`per_sample`)"
-        return sample_lam(self.rng, self.current_alpha(), bs if self.per_sample else None)
+# %% ../nbs/00_core.ipynb #4cf64346
+@patch
+def sample_weights(self:MixCallback, bs:int):
+    "`lam ~ Beta(alpha, alpha)`: a float, or one per sample (`per_sample`)"
+    return sample_lam(self.rng, self.current_alpha(), bs if self.per_sample else None)
 
-    def partners(self, bs:int, device) -> Tensor:
-        "A partner for each of `bs` samples, drawn on `device`"
-        return pair_perm(bs, device=device, generator=self.generator(device), distinct=self.distinct)
+@patch
+def partners(self:MixCallback, bs:int, device) -> Tensor:
+    "A partner for each of `bs` samples, drawn on `device`"
+    return pair_perm(bs, device=device, generator=self.generator(device), distinct=self.distinct)
 
-    def current_alpha(self) -> float:
-        "`alpha`, or its schedule's value at the fraction of training done (at 0 outside training)"
-        if not callable(self.alpha): return self.alpha
-        pos = self.learn.pct_train if self.learn is not None and getattr(self.learn, 'training', False) else 0.
-        return check_alpha(self.alpha(pos), f'alpha({pos:.3f})')
+@patch
+def current_alpha(self:MixCallback) -> float:
+    "`alpha`, or its schedule's value at the fraction of training done (at 0 outside training)"
+    if not callable(self.alpha): return self.alpha
+    pos = self.learn.pct_train if self.learn is not None and getattr(self.learn, 'training', False) else 0.
+    return check_alpha(self.alpha(pos), f'alpha({pos:.3f})')
 
-    def generator(self, device) -> torch.Generator:
-        "The callback's PyTorch generator on `device`, made on first use from its NumPy generator"
-        key = str(torch.device(device))
-        if key not in self._gens: self._gens[key] = torch.Generator(device=device).manual_seed(int(self.rng.integers(2**62)))
-        return self._gens[key]
+@patch
+def generator(self:MixCallback, device) -> torch.Generator:
+    "The callback's PyTorch generator on `device`, made on first use from its NumPy generator"
+    key = str(torch.device(device))
+    if key not in self._gens: self._gens[key] = torch.Generator(device=device).manual_seed(int(self.rng.integers(2**62)))
+    return self._gens[key]
 
-    def reseed(self):
-        "Seed the generators as at the first training batch of a fit"
-        self.rng,self._gens = seeded_rng(self.seed),{}
+@patch
+def reseed(self:MixCallback):
+    "Seed the generators as at the first training batch of a fit"
+    self.rng,self._gens = seeded_rng(self.seed),{}
 
-    # ---- the fit: places fixed on its first batch
-    def before_fit(self): self.start_fit()
-    # refused when training starts, before fastai's MixUp (order 0) swaps the loss function: not in `before_fit`, which also
-    # runs in get_preds/validate, where fastai would keep its lock after an exception
-    def before_train(self): check_learner(self.learn, self)
+# %% ../nbs/00_core.ipynb #fbb1bffd
+@patch
+def before_fit(self:MixCallback): self.start_fit()
 
-    def start_fit(self):
-        "Forget the places, hooks and record of an earlier fit (a callback holding this one, as `MixOneOf`, calls it)"
-        self.end_batch(fit=True)
-        self.plan,self.record = None,MixRecord()
-        self._lr_finding = any(isinstance(cb, LRFinder) for cb in self.learn.cbs)
-        if self.seed is None: self.rng = None  # seeded at the first training batch, so get_preds/validate draw nothing
+@patch
+def start_fit(self:MixCallback):
+    "Forget the places, hooks and record of an earlier fit (a callback holding this one, as `MixOneOf`, calls it)"
+    self.end_batch(fit=True)
+    self.plan,self.record = None,MixRecord()
+    self._lr_finding = any(isinstance(cb, LRFinder) for cb in self.learn.cbs)
+    if self.seed is None: self.rng = None  # seeded at the first training batch, so get_preds/validate draw nothing
 
-    def check_input(self, xb:tuple):
-        "Raise a clear error if the inputs cannot be mixed at the input"
-        for i,x in enumerate(xb):
-            if not torch.is_tensor(x) or not x.is_floating_point():
-                what = f"dtype {x.dtype}" if torch.is_tensor(x) else type(x).__name__
-                raise TypeError(f"{type(self).__name__} mixes inputs by interpolation, but input {i} has {what}. "
-                                "Integer inputs (token ids, categorical codes) cannot be interpolated: use ManifoldMixup "
-                                "or NoisyFeatureMixup, which mix a hidden layer (e.g. after the embedding), with `mix_input=False`.")
-            if self.input_ndim is not None and x.ndim not in self.input_ndim:
-                raise ValueError(f"{type(self).__name__} needs batches of images (batch, channels, height, width) or of "
-                                 f"signals (batch, channels, length), but input {i} has shape {tuple(x.shape)}. "
-                                 "Use MixUp for other data.")
+# refused when training starts, before fastai's MixUp (order 0) swaps the loss function: not in `before_fit`, which also
+# runs in get_preds/validate, where fastai would keep its lock after an exception
+@patch
+def before_train(self:MixCallback): check_learner(self.learn, self)
 
-    def prepare(self, xb:tuple):
-        "Check the first batch and fix the fit's places in `self.plan`; raises before anything is changed"
-        use_input = self.mix_input
-        if use_input is None: use_input = all(torch.is_tensor(x) and x.is_floating_point() for x in xb)
-        if use_input: self.check_input(xb)
-        self.plan = plan_places(self, self.learn.model, xb, use_input)
-        self._compiled = _is_compiled(self.learn.model)
-        if self._compiled:  # compiled code sees only hooks that exist when it is traced: one per place, for the fit
-            self._fit_hooks = [m.register_forward_hook(partial(self._place_hook, k), prepend=True)
-                               for k,(_,m,_) in enumerate(self.plan) if m is not None]
+@patch
+def check_input(self:MixCallback, xb:tuple):
+    "Raise a clear error if the inputs cannot be mixed at the input"
+    for i,x in enumerate(xb):
+        if not torch.is_tensor(x) or not x.is_floating_point():
+            what = f"dtype {x.dtype}" if torch.is_tensor(x) else type(x).__name__
+            raise TypeError(f"{type(self).__name__} mixes inputs by interpolation, but input {i} has {what}. "
+                            "Integer inputs (token ids, categorical codes) cannot be interpolated: use ManifoldMixup "
+                            "or NoisyFeatureMixup, which mix a hidden layer (e.g. after the embedding), with `mix_input=False`.")
+        if self.input_ndim is not None and x.ndim not in self.input_ndim:
+            raise ValueError(f"{type(self).__name__} needs batches of images (batch, channels, height, width) or of "
+                             f"signals (batch, channels, length), but input {i} has shape {tuple(x.shape)}. "
+                             "Use MixUp for other data.")
 
-    # ---- a training batch
-    def before_batch(self):
+@patch
+def prepare(self:MixCallback, xb:tuple):
+    "Check the first batch and fix the fit's places in `self.plan`; raises before anything is changed"
+    use_input = self.mix_input
+    if use_input is None: use_input = all(torch.is_tensor(x) and x.is_floating_point() for x in xb)
+    if use_input: self.check_input(xb)
+    self.plan = plan_places(self, self.learn.model, xb, use_input)
+    self._compiled = _is_compiled(self.learn.model)
+    if self._compiled:  # compiled code sees only hooks that exist when it is traced: one per place, for the fit
+        self._fit_hooks = [m.register_forward_hook(partial(self._place_hook, k), prepend=True)
+                           for k,(_,m,_) in enumerate(self.plan) if m is not None]
+
+# %% ../nbs/00_core.ipynb #0e7aa28f
+@patch
+def before_batch(self:MixCallback):
+    self.end_batch()
+    xb = self.learn.xb
+    if self.plan is None: self.prepare(xb)
+    if self.rng is None: self.reseed()
+    if not self._wants_mix(): return self.record.add('(not mixed)', None)
+    k = int(self.rng.integers(len(self.plan))) if len(self.plan) > 1 else 0
+    name,module,info = self.plan[k]
+    bs,dev = find_bs(xb),xb[0].device
+    params = self.draw(xb[0].shape if module is None else (bs, *info.shape), dev, name, info)
+    if module is None: self.learn.xb = tuple(self.mix(x, params)[0] for x in xb)
+    else:
+        if self._compiled and isinstance(params.lam, float):  # a float would be compiled in as a constant
+            params.lam = torch.full((), params.lam, device=dev)  # filled by a kernel on the device: no copy, no sync
+        self._armed,self._calls,self._call = k,0,info.call
+        if not self._compiled: self._hooks.append(module.register_forward_hook(partial(self._place_hook, k), prepend=True))
+        # the place mixes only in the forward pass of this step's own batch: a hook left by an interruption is inert
+        self._hooks.append(self.learn.model.register_forward_pre_hook(self._check_step))
+    self.params = params
+    self.record.add(name, params.weight)
+
+@patch
+def _wants_mix(self:MixCallback) -> bool:
+    if self._lr_finding or not len(self.learn.yb): return False
+    if self.stop_at is not None and self.learn.pct_train >= self.stop_at: return False
+    return self.p >= 1 or self.rng.random() < self.p
+
+@patch
+def _check_step(self:MixCallback, model, args):
+    "Pre-hook on the whole model: the place stays armed only for the forward pass of this step's own batch"
+    xb = self.learn.xb if self.learn is not None else ()
+    if self.params is None or (len(args) and len(xb) and args[0] is not xb[0]): self._armed = None
+
+@patch
+def _place_hook(self:MixCallback, k:int, module, args, out):
+    "Mix the output of place `k` at the module's call that carries the whole signal, in this step's forward pass only"
+    if self._armed != k:
+        if not self._compiled: self.remove_hooks()  # left by an interrupted step: inert, and gone at its first call
+        return
+    if self._calls < self._call: self._calls += 1; return  # an earlier call of a module called twice
+    self._armed = None
+    if not self._compiled: self.remove_hooks()
+    if not torch.is_tensor(out):
+        raise TypeError(f"{type(self).__name__}: module {self.params.place!r} returned a {type(out).__name__}, but only a "
+                        "tensor can be mixed. Choose a place whose output is a tensor (`places=[...]`).")
+    if out.shape[0] != len(self.params.perm):
+        raise ValueError(f"{type(self).__name__}: the output of {self.params.place!r} has shape {tuple(out.shape)}, whose "
+                         f"first dimension is not the batch size {len(self.params.perm)}. Choose a place that keeps the batch first.")
+    return self.mix(out, self.params)[0]
+
+# %% ../nbs/00_core.ipynb #2c079e19
+@patch
+def after_pred(self:MixCallback):
+    if self.params is None: return
+    if self._armed is not None:
+        name,compiled = self.params.place,self._compiled
         self.end_batch()
-        xb = self.learn.xb
-        if self.plan is None: self.prepare(xb)
-        if self.rng is None: self.reseed()
-        if not self._wants_mix(): return self.record.add('(not mixed)', None)
-        k = int(self.rng.integers(len(self.plan))) if len(self.plan) > 1 else 0
-        name,module,info = self.plan[k]
-        bs,dev = find_bs(xb),xb[0].device
-        params = self.draw(xb[0].shape if module is None else (bs, *info.shape), dev, name, info)
-        if module is None: self.learn.xb = tuple(self.mix(x, params)[0] for x in xb)
-        else:
-            if self._compiled and isinstance(params.lam, float):  # a float would be compiled in as a constant
-                params.lam = torch.full((), params.lam, device=dev)  # filled by a kernel on the device: no copy, no sync
-            self._armed,self._calls,self._call = k,0,info.call
-            if not self._compiled: self._hooks.append(module.register_forward_hook(partial(self._place_hook, k), prepend=True))
-            # the place mixes only in the forward pass of this step's own batch: a hook left by an interruption is inert
-            self._hooks.append(self.learn.model.register_forward_pre_hook(self._check_step))
-        self.params = params
-        self.record.add(name, params.weight)
+        raise RuntimeError(f"{type(self).__name__} was to mix at {name!r}, but that module did not run in the forward "
+                           "pass. Pass places that the model's forward calls (`places=[...]`)." + (
+                           " Under torch.compile, code compiled before fastmix's hooks existed does not run them: "
+                           "call `torch._dynamo.reset()` (or compile the model again) before this fit." if compiled else ""))
+    self._yb,self.learn.yb = self.learn.yb,()  # the Learner then skips its loss on the unmixed targets: one loss per batch
 
-    def _wants_mix(self) -> bool:
-        if self._lr_finding or not len(self.learn.yb): return False
-        if self.stop_at is not None and self.learn.pct_train >= self.stop_at: return False
-        return self.p >= 1 or self.rng.random() < self.p
+@patch
+def after_loss(self:MixCallback):
+    if self._yb is None: return
+    yb,self._yb = self._yb,None
+    self.learn.yb = yb
+    self.learn.loss_grad = self.mixed_loss(self.learn.pred, yb, self.params)
+    self.learn.loss = self.learn.loss_grad.clone()
 
-    def _check_step(self, model, args):
-        "Pre-hook on the whole model: the place stays armed only for the forward pass of this step's own batch"
-        xb = self.learn.xb if self.learn is not None else ()
-        if self.params is None or (len(args) and len(xb) and args[0] is not xb[0]): self._armed = None
+@patch
+def mixed_loss(self:MixCallback, pred, yb:tuple, params:MixParams) -> Tensor:
+    "The Learner's loss on the batch mixed with `params`, reduced as the Learner's loss reduces"
+    lf,dense = self.learn.loss_func,self.mix_targets(yb, params)
+    return lf(pred, *dense) if dense is not None else blend_loss(lf, pred, yb, params.perm, params.weight)
 
-    def _place_hook(self, k:int, module, args, out):
-        "Mix the output of place `k` at the module's call that carries the whole signal, in this step's forward pass only"
-        if self._armed != k:
-            if not self._compiled: self.remove_hooks()  # left by an interrupted step: inert, and gone at its first call
-            return
-        if self._calls < self._call: self._calls += 1; return  # an earlier call of a module called twice
-        self._armed = None
-        if not self._compiled: self.remove_hooks()
-        if not torch.is_tensor(out):
-            raise TypeError(f"{type(self).__name__}: module {self.params.place!r} returned a {type(out).__name__}, but only a "
-                            "tensor can be mixed. Choose a place whose output is a tensor (`places=[...]`).")
-        if out.shape[0] != len(self.params.perm):
-            raise ValueError(f"{type(self).__name__}: the output of {self.params.place!r} has shape {tuple(out.shape)}, whose "
-                             f"first dimension is not the batch size {len(self.params.perm)}. Choose a place that keeps the batch first.")
-        return self.mix(out, self.params)[0]
+# %% ../nbs/00_core.ipynb #d1f08748
+@patch
+def end_batch(self:MixCallback, fit:bool=False):
+    "Forget this batch's draw and remove its hooks (with `fit`, the fit's too); targets set aside go back to the Learner"
+    if self._yb is not None: self.learn.yb,self._yb = self._yb,None
+    self.remove_hooks(fit)
+    self.params,self._armed = None,None
 
-    def after_pred(self):
-        if self.params is None: return
-        if self._armed is not None:
-            name,compiled = self.params.place,self._compiled
-            self.end_batch()
-            raise RuntimeError(f"{type(self).__name__} was to mix at {name!r}, but that module did not run in the forward "
-                               "pass. Pass places that the model's forward calls (`places=[...]`)." + (
-                               " Under torch.compile, code compiled before fastmix's hooks existed does not run them: "
-                               "call `torch._dynamo.reset()` (or compile the model again) before this fit." if compiled else ""))
-        self._yb,self.learn.yb = self.learn.yb,()  # the Learner then skips its loss on the unmixed targets: one loss per batch
+@patch
+def remove_hooks(self:MixCallback, fit:bool=False):
+    "Remove this batch's hooks, and with `fit` those registered for the whole fit (under `torch.compile`)"
+    for h in self._hooks + (self._fit_hooks if fit else []): h.remove()
+    self._hooks = []
+    if fit: self._fit_hooks = []
 
-    def after_loss(self):
-        if self._yb is None: return
-        yb,self._yb = self._yb,None
-        self.learn.yb = yb
-        self.learn.loss_grad = self.mixed_loss(self.learn.pred, yb, self.params)
-        self.learn.loss = self.learn.loss_grad.clone()
+@patch
+def after_batch(self:MixCallback): self.end_batch()
 
-    def mixed_loss(self, pred, yb:tuple, params:MixParams) -> Tensor:
-        "The Learner's loss on the batch mixed with `params`, reduced as the Learner's loss reduces"
-        lf,dense = self.learn.loss_func,self.mix_targets(yb, params)
-        return lf(pred, *dense) if dense is not None else blend_loss(lf, pred, yb, params.perm, params.weight)
+@patch
+def after_cancel_batch(self:MixCallback): self.end_batch()
 
-    # ---- clean-up at every exit fastai announces
-    def end_batch(self, fit:bool=False):
-        "Forget this batch's draw and remove its hooks (with `fit`, the fit's too); targets set aside go back to the Learner"
-        if self._yb is not None: self.learn.yb,self._yb = self._yb,None
-        self.remove_hooks(fit)
-        self.params,self._armed = None,None
+@patch
+def after_cancel_train(self:MixCallback): self.end_batch()
 
-    def remove_hooks(self, fit:bool=False):
-        "Remove this batch's hooks, and with `fit` those registered for the whole fit (under `torch.compile`)"
-        for h in self._hooks + (self._fit_hooks if fit else []): h.remove()
-        self._hooks = []
-        if fit: self._fit_hooks = []
+@patch
+def after_cancel_epoch(self:MixCallback): self.end_batch()
 
-    def after_batch(self): self.end_batch()
-    def after_cancel_batch(self): self.end_batch()
-    def after_cancel_train(self): self.end_batch()
-    def after_cancel_epoch(self): self.end_batch()
-    def after_cancel_fit(self): self.end_batch(fit=True)
-    def after_fit(self): self.end_batch(fit=True)
+@patch
+def after_cancel_fit(self:MixCallback): self.end_batch(fit=True)
 
-    @property
-    def place(self) -> tuple|None:
-        "This batch's place `(name, module, what find_places knows)`, module None at the input; None when not mixed"
-        if self.params is None: return None
-        return next((pl for pl in self.plan or [] if pl[0] == self.params.place), (self.params.place, None, None))
+@patch
+def after_fit(self:MixCallback): self.end_batch(fit=True)
 
-    @torch.no_grad()
-    def mix_batch(self, xb:tuple, yb:tuple=()) -> tuple:
-        "Mix one batch at the input as a training step does: `(mixed xb, mixed yb)`, the draw in `self.params`"
-        if self.rng is None: self.reseed()
-        self.params = p = self.draw(xb[0].shape, xb[0].device)
-        return tuple(self.mix(x, p)[0] for x in xb),(self.mix_targets(yb, p) or yb)
+# %% ../nbs/00_core.ipynb #6c7077b5
+@patch(as_prop=True)
+def place(self:MixCallback) -> tuple|None:
+    "This batch's place `(name, module, what find_places knows)`, module None at the input; None when not mixed"
+    if self.params is None: return None
+    return next((pl for pl in self.plan or [] if pl[0] == self.params.place), (self.params.place, None, None))
 
-    def __getstate__(self):
-        "Pickle (e.g. `learn.export`) the configuration only: no generators, hooks, places or batch draw"
-        return {**self.__dict__, 'rng': None, '_gens': {}, '_hooks': [], '_fit_hooks': [], 'params': None, 'plan': None,
-                'record': MixRecord(), '_yb': None, '_armed': None}
+@patch
+@torch.no_grad()
+def mix_batch(self:MixCallback, xb:tuple, yb:tuple=()) -> tuple:
+    "Mix one batch at the input as a training step does: `(mixed xb, mixed yb)`, the draw in `self.params`"
+    if self.rng is None: self.reseed()
+    self.params = p = self.draw(xb[0].shape, xb[0].device)
+    return tuple(self.mix(x, p)[0] for x in xb),(self.mix_targets(yb, p) or yb)
+
+@patch
+def __getstate__(self:MixCallback):
+    "Pickle (e.g. `learn.export`) the configuration only: no generators, hooks, places or batch draw"
+    return {**self.__dict__, 'rng': None, '_gens': {}, '_hooks': [], '_fit_hooks': [], 'params': None, 'plan': None,
+            'record': MixRecord(), '_yb': None, '_armed': None}
 
 # %% ../nbs/00_core.ipynb #2b21cccf
 def show_mixed(cb:MixCallback, dls:DataLoaders, n:int=8, nrows:int=2, figsize=None, b=None):

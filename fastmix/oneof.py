@@ -23,10 +23,11 @@ def _check_oneof(methods, probs) -> tuple:
         raise ValueError(f"MixOneOf: `probs` must be a list of {len(methods)} non-negative numbers, not all zero.")
     return methods,np.array(probs) / sum(probs)
 
-# %% ../nbs/07a_oneof.ipynb #33d184b0
+# %% ../nbs/07a_oneof.ipynb #32292dfa
 class MixOneOf(Callback):
     "Mix each training batch with one of `methods`, drawn with probabilities `probs`"
     order,run_valid,mixes_batches = -1,False,True  # as the methods it holds: at most one mixing callback per Learner
+
     def __init__(self,
         methods:list,             # fastmix callbacks, e.g. `[MixUp(1.), CutMix(1.)]`, each with its own settings
         probs:list|None=None,     # probability of drawing each method (None: equal)
@@ -41,54 +42,81 @@ class MixOneOf(Callback):
         if self.rng is None: self.rng = seeded_rng(self.seed)
         self.active = self.methods[self.rng.choice(len(self.methods), p=self.probs)]
 
-    def before_train(self): check_learner(self.learn, self)
-    def before_fit(self):
-        self.active,self.ready = None,False
-        if self.seed is None: self.rng = None
-        for m in self.methods: m.learn = self.learn; m.start_fit()
+# %% ../nbs/07a_oneof.ipynb #e5500739
+@patch
+def before_train(self:MixOneOf): check_learner(self.learn, self)
 
-    def before_batch(self):
-        self._end_batch()
-        if not self.ready:  # check every method on the first batch, before anything changes
-            for m in self.methods: m.prepare(self.learn.xb)
-            self.ready = True
-        self._choose()
-        self.active.before_batch()
+@patch
+def before_fit(self:MixOneOf):
+    self.active,self.ready = None,False
+    if self.seed is None: self.rng = None
+    for m in self.methods: m.learn = self.learn; m.start_fit()
 
-    def after_pred(self):
-        if self.active is not None: self.active.after_pred()
-    def after_loss(self):
-        if self.active is not None: self.active.after_loss()
+@patch
+def before_batch(self:MixOneOf):
+    self._end_batch()
+    if not self.ready:  # check every method on the first batch, before anything changes
+        for m in self.methods: m.prepare(self.learn.xb)
+        self.ready = True
+    self._choose()
+    self.active.before_batch()
 
-    def _end_batch(self, fit:bool=False):
-        for m in self.methods: m.end_batch(fit)
-        self.active = None
-    def after_batch(self): self._end_batch()
-    def after_cancel_batch(self): self._end_batch()
-    def after_cancel_train(self): self._end_batch()
-    def after_cancel_epoch(self): self._end_batch()
-    def after_cancel_fit(self): self._end_batch(fit=True)
-    def after_fit(self): self._end_batch(fit=True)
+@patch
+def after_pred(self:MixOneOf):
+    if self.active is not None: self.active.after_pred()
 
-    @property
-    def params(self):
-        "The active method's draw for this batch, or None"
-        return None if self.active is None else self.active.params
-    @property
-    def place(self):
-        "The active method's place for this batch, or None when the batch is not mixed"
-        return None if self.active is None else self.active.place
-    @property
-    def record(self) -> MixRecord:
-        "Where each method mixed in the last fit, as `'Method @ place'`"
-        r = MixRecord()
-        for m in self.methods: r.update({f"{type(m).__name__} @ {k}":v for k,v in m.record.items()})
-        return r
+@patch
+def after_loss(self:MixOneOf):
+    if self.active is not None: self.active.after_loss()
 
-    @torch.no_grad()
-    def mix_batch(self, xb:tuple, yb:tuple=()) -> tuple:
-        "Mix one batch at the input with a method drawn as in training: `(mixed xb, mixed yb)`"
-        self._choose()
-        return self.active.mix_batch(xb, yb)
+# %% ../nbs/07a_oneof.ipynb #a73d11f4
+@patch
+def _end_batch(self:MixOneOf, fit:bool=False):
+    for m in self.methods: m.end_batch(fit)
+    self.active = None
 
-    def __getstate__(self): return {**self.__dict__, 'active': None, 'rng': None, 'ready': False}
+@patch
+def after_batch(self:MixOneOf): self._end_batch()
+
+@patch
+def after_cancel_batch(self:MixOneOf): self._end_batch()
+
+@patch
+def after_cancel_train(self:MixOneOf): self._end_batch()
+
+@patch
+def after_cancel_epoch(self:MixOneOf): self._end_batch()
+
+@patch
+def after_cancel_fit(self:MixOneOf): self._end_batch(fit=True)
+
+@patch
+def after_fit(self:MixOneOf): self._end_batch(fit=True)
+
+# %% ../nbs/07a_oneof.ipynb #5a133127
+@patch(as_prop=True)
+def params(self:MixOneOf):
+    "The active method's draw for this batch, or None"
+    return None if self.active is None else self.active.params
+
+@patch(as_prop=True)
+def place(self:MixOneOf):
+    "The active method's place for this batch, or None when the batch is not mixed"
+    return None if self.active is None else self.active.place
+
+@patch(as_prop=True)
+def record(self:MixOneOf) -> MixRecord:
+    "Where each method mixed in the last fit, as `'Method @ place'`"
+    r = MixRecord()
+    for m in self.methods: r.update({f"{type(m).__name__} @ {k}":v for k,v in m.record.items()})
+    return r
+
+@patch
+@torch.no_grad()
+def mix_batch(self:MixOneOf, xb:tuple, yb:tuple=()) -> tuple:
+    "Mix one batch at the input with a method drawn as in training: `(mixed xb, mixed yb)`"
+    self._choose()
+    return self.active.mix_batch(xb, yb)
+
+@patch
+def __getstate__(self:MixOneOf): return {**self.__dict__, 'active': None, 'rng': None, 'ready': False}

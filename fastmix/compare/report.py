@@ -224,7 +224,7 @@ def md_table(rows,                 # a DataFrame, or a list of dicts (one per ro
     lines = ['| ' + ' | '.join(map(str, cols)) + ' |', '|' + '---|' * len(cols)]
     return '\n'.join(lines + ['| ' + ' | '.join(cell(r, c) for c in cols) + ' |' for r in rows])
 
-# %% ../../nbs/08d_compare_report.ipynb #da0b760f
+# %% ../../nbs/08d_compare_report.ipynb #bf2facd3
 _TITLES = {'gaussian': ('white Gaussian noise on normalised inputs', 'noise standard deviation'),
            'salt_pepper': ('salt-and-pepper noise', 'fraction of pixels set to min/max'),
            'fgsm': ('FGSM (one step)', 'eps (grey levels of 255)'), 'pgd': ('PGD', 'eps (grey levels of 255)'),
@@ -254,6 +254,7 @@ def plot_noise(curves:pd.DataFrame, figsize=(13, 4.5)):
     fig.tight_layout()
     return fig
 
+# %% ../../nbs/08d_compare_report.ipynb #ab1788ae
 def plot_adversarial(curves:pd.DataFrame, figsize=(6.5, 4.5)):
     "Accuracy under FGSM against eps (in grey levels of 255), one curve per method; PGD's accuracies as crosses"
     c = curves[curves.group == 'adversarial']
@@ -278,6 +279,7 @@ def plot_labels(curves:pd.DataFrame, figsize=(5, 4.5)):
     fig.tight_layout()
     return fig
 
+# %% ../../nbs/08d_compare_report.ipynb #dd62c621
 def plot_corruptions(curves:pd.DataFrame, ncols:int=4):
     "Accuracy against severity for each corruption and for their mean (severity 0: the same test images, clean)"
     c = curves[curves.group == 'corruption']
