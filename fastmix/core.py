@@ -350,9 +350,9 @@ def before_fit(self:MixCallback): self.start_fit()
 
 @patch
 def start_fit(self:MixCallback):
-    "Forget the places, hooks and record of an earlier fit (a callback holding this one, as `MixOneOf`, calls it)"
+    "Forget the places and hooks of an earlier fit (a callback holding this one, as `MixOneOf`, calls it)"
     self.end_batch(fit=True)
-    self.plan,self.record = None,MixRecord()
+    self.plan = None  # the record stays readable until the next fit trains: get_preds and validate run this event too
     self._lr_finding = any(isinstance(cb, LRFinder) for cb in self.learn.cbs)
     if self.seed is None: self.rng = None  # seeded at the first training batch, so get_preds/validate draw nothing
 
@@ -378,6 +378,7 @@ def check_input(self:MixCallback, xb:tuple):
 @patch
 def prepare(self:MixCallback, xb:tuple):
     "Check the first batch and fix the fit's places in `self.plan`; raises before anything is changed"
+    self.record = MixRecord()  # a new fit trains: a new record
     use_input = self.mix_input
     if use_input is None: use_input = all(torch.is_tensor(x) and x.is_floating_point() for x in xb)
     if use_input: self.check_input(xb)
