@@ -13,7 +13,7 @@ from fastai.basics import *
 from fastai.callback.schedule import LRFinder
 from fastai.callback.mixup import MixHandler
 from fastai.layers import NoneReduce
-from .places import Place, Places, find_places, inner_model
+from .places import Place, Places, find_places, inner_model, eager_calls
 
 # %% auto #0
 __all__ = ['check_alpha', 'check_alpha_schedule', 'check_number', 'check_int', 'pair_perm', 'sample_lam', 'seeded_rng',
@@ -163,11 +163,13 @@ def _warn_ineligible(cb, found:Places, name:str):
                       "reach the prediction past the mix.")
 
 def _is_compiled(model:nn.Module) -> bool:
-    "Whether `torch.compile` wraps `model` (or a wrapper of it)"
+    "Whether `torch.compile` wraps `model` (or a wrapper of it), or `Module.compile()` compiled it or one of its modules in place"
+    root = model
     while model is not None:
         if isinstance(getattr(model, '_orig_mod', None), nn.Module): return True
         model = getattr(model, 'module', None) if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else None
-    return False
+    # `Module.compile()` keeps the module and its class, and sets the compiled call as `_compiled_call_impl`
+    return any(getattr(m, '_compiled_call_impl', None) is not None for m in root.modules())
 
 def resolve_places(model:nn.Module, places:list, who:str='fastmix') -> list:
     "`(name, module)` for each place given by name (`name#k`: call k of the module) or by module"
@@ -204,7 +206,7 @@ def probe_places(model:nn.Module, places:list, xb:tuple) -> dict:
         handles.append(m.register_forward_hook(rec))
     try:
         model.eval()
-        with torch.no_grad(): model(*[x[:2] if torch.is_tensor(x) else x for x in xb])
+        with torch.no_grad(), eager_calls(model): model(*[x[:2] if torch.is_tensor(x) else x for x in xb])
     finally:
         for h in handles: h.remove()
         for m,t in modes.items(): m.training = t

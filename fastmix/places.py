@@ -12,7 +12,7 @@ from torch import nn, Tensor
 
 # %% auto #0
 __all__ = ['CHUNKED', 'EARLY', 'dominators', 'pick_prediction', 'ModuleCall', 'trace_calls', 'eligible_calls', 'Place', 'Places',
-           'inner_model', 'find_places']
+           'inner_model', 'eager_calls', 'find_places']
 
 # %% ../nbs/04_places.ipynb #a32fdc01
 def _flow(roots:list, sources:list) -> tuple:
@@ -437,6 +437,16 @@ def inner_model(model:nn.Module) -> nn.Module:
         elif isinstance(getattr(model, '_orig_mod', None), nn.Module): model = model._orig_mod  # torch.compile
         else: return model
 
+@contextmanager
+def eager_calls(model:nn.Module):
+    "Inside the block, the modules of `model` that `Module.compile()` compiled in place run eagerly: a trace that hooks every module must not compile it"
+    saved = {m: m._compiled_call_impl for m in model.modules() if getattr(m, '_compiled_call_impl', None) is not None}
+    try:
+        for m in saved: m._compiled_call_impl = None
+        yield model
+    finally:
+        for m,f in saved.items(): m._compiled_call_impl = f
+
 def _refuse_unet(model:nn.Module):
     if any(c.__name__ == 'DynamicUnet' for c in type(model).__mro__):
         raise ValueError("fastmix does not choose hidden places in a U-Net (DynamicUnet): its skip connections carry the unmixed "
@@ -494,6 +504,9 @@ def find_places(model:nn.Module, # the model, or a wrapper of it (DDP, DataParal
     xb = xb if isinstance(xb, (tuple, list)) else (xb,)
     # a few samples, as plain tensors: fastai's TensorImage wraps every op's result anew, which hides in-place ops and aliases
     xb = tuple(x[:4].as_subclass(torch.Tensor) if torch.is_tensor(x) else x for x in xb)
+    with eager_calls(model): return _find_places(model, xb, pred, train)
+
+def _find_places(model:nn.Module, xb:tuple, pred, train:bool) -> Places:
     try: found,rerun = _analyse(model, xb, pred, train)
     except Exception as e:  # e.g. BatchNorm on a batch of one in train mode: try eval mode before giving up
         if not train or str(e).startswith('find_places:'): raise

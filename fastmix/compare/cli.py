@@ -23,10 +23,11 @@ def _import_compare():
 
 # %% ../../nbs/08a_cli.ipynb #168c3094
 def _add_data_args(c):
-    c.add_argument('--data', default='digits', metavar='digits|PATH',
-                   help="'digits' (scikit-learn's, no download) or a folder of class folders (default: digits)")
-    c.add_argument('--size', type=int, default=32, help="side of the (square) images, digits or folder (default: 32)")
-    c.add_argument('--limit', type=int, default=None, metavar='N', help="use at most N training and N test images (quick trials)")
+    c.add_argument('--data', default='digits', metavar='digits|mnist1d|PATH',
+                   help="'digits' (scikit-learn's, no download), 'mnist1d' (MNIST-1D's 1-D signals, made locally) or a folder "
+                   "of class folders (default: digits)")
+    c.add_argument('--size', type=int, default=None, help="side of the (square) images, digits or folder (default: 32; not for signals)")
+    c.add_argument('--limit', type=int, default=None, metavar='N', help="use at most N training and N test examples (quick trials)")
     c.add_argument('--aug', action='store_true', help="fastai's aug_transforms on the training batches (folders only)")
     c.add_argument('--workers', type=int, default=None, metavar='N',
                    help="data loader workers for a folder (default: min(8, cpus) for 1,000 images or more, else 0)")
@@ -36,16 +37,19 @@ def _add_data_args(c):
 def _add_train_args(c):
     c.add_argument('--methods', nargs='+', default=None, metavar='NAME',
                    help="methods to compare with the baseline: mixup, cutmix, manifold, nfm, patchup, or the class names (default: all)")
-    c.add_argument('--arch', default='resnet10w16', metavar='NAME',
-                   help="resnet10w16 (default), resnet10w32, resnet10 (fastmix's), any torchvision name (e.g. resnet18), "
-                   "any timm name (e.g. convnext_atto; needs timm), or timm/NAME, torchvision/NAME when both have it")
+    c.add_argument('--arch', default=None, metavar='NAME',
+                   help="images: resnet10w16 (default), resnet10w32, resnet10 (fastmix's), any torchvision name (e.g. resnet18), "
+                   "any timm name (e.g. convnext_atto; needs timm), or timm/NAME, torchvision/NAME when both have it; "
+                   "mnist1d: convbase (default, the paper's CNN) or convbase_wide")
     c.add_argument('--pretrained', action='store_true', help="start from pretrained weights already in the local cache (nothing is downloaded)")
     c.add_argument('--fine-tune', action='store_true', help="fastai's fine_tune (1 frozen epoch, then --epochs unfrozen) instead of fit_one_cycle")
-    c.add_argument('--epochs', type=int, default=8, help="training epochs per run (default: 8)")
-    c.add_argument('--seeds', type=int, default=2, help="runs per method, seeds 0..K-1 (default: 2)")
+    c.add_argument('--epochs', type=int, default=None, help="training epochs per run (default: 8; mnist1d: 20)")
+    c.add_argument('--seeds', type=int, default=None, help="runs per method, seeds 0..K-1 (default: 2; mnist1d: 5)")
     c.add_argument('--bs', type=int, default=None,
-                   help="batch size (default: the largest power of two up to 64 that gives 10 optimizer steps per epoch)")
-    c.add_argument('--lr', type=float, default=3e-3, help="peak one-cycle learning rate, or fine_tune's base_lr (default: 0.003)")
+                   help="batch size (default: the largest power of two up to 64 that gives 10 optimizer steps per epoch; mnist1d: 100)")
+    c.add_argument('--lr', type=float, default=None, help="peak one-cycle learning rate, or fine_tune's base_lr (default: 0.003; mnist1d: 0.05)")
+    c.add_argument('--threads', type=int, default=None, metavar='N',
+                   help="CPU threads of PyTorch while it runs (default: PyTorch's; mnist1d: 1, the fastest for its tiny network)")
     c.add_argument('--out', default='fastmix_out', metavar='DIR',
                    help="folder for the results and the finished runs; a rerun with the same arguments resumes; a folder "
                    "holding another comparison is refused (default: fastmix_out)")
@@ -60,7 +64,7 @@ def _add_measure_args(c):
                    help="FGSM's eps, a fraction of the input range (default: 8/255 = 0.0314)")
     c.add_argument('--pgd', type=int, default=0, metavar='STEPS', help="also attack with PGD of STEPS steps at --eps (default: 0, not done)")
     c.add_argument('--corruptions', nargs='+', default=None, metavar='NAME',
-                   help="common corruptions to measure (default: those that make sense at the image size; see fastmix.compare.metrics)")
+                   help="common corruptions to measure (default: those that make sense at the image size; none for signals; see fastmix.compare.metrics)")
     c.add_argument('--corruption-images', type=int, default=100, metavar='N',
                    help="test images the corruptions are measured on (default: 100)")
 
@@ -83,7 +87,7 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 def main(argv:list|None=None # the arguments (default: `sys.argv[1:]`)
         ):
-    "The `fastmix` command: `fastmix compare [--data digits|PATH] [--arch NAME] [--methods ...] [--label-noise P] [--out DIR] ...`"
+    "The `fastmix` command: `fastmix compare [--data digits|mnist1d|PATH] [--arch NAME] [--methods ...] [--label-noise P] [--out DIR] ...`"
     # Threads that wait for work should sleep, not spin: on a busy shared CPU, spinning OpenMP threads of PyTorch slow
     # training down 5-20x (measured on 2 cores). Read once, when torch loads: only effective before `import torch`.
     os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
@@ -100,7 +104,7 @@ def main(argv:list|None=None # the arguments (default: `sys.argv[1:]`)
                     schedule='fine_tune' if args.fine_tune else 'one_cycle', aug=args.aug, num_workers=args.workers,
                     bad_images=args.bad_images, label_noise=args.label_noise, eps=args.eps, pgd_steps=args.pgd,
                     corruptions=args.corruptions, corruption_images=args.corruption_images, replace=args.replace,
-                    device='cpu' if args.cpu else None)
+                    device='cpu' if args.cpu else None, threads=args.threads)
     except cmp.CompareError as e: p.exit(2, f"{prog}: error: {e}\n")
     except KeyboardInterrupt:
         p.exit(130, f"\n{prog}: interrupted; the finished runs are saved in {args.out}/runs: rerun the same command to resume\n")

@@ -13,7 +13,7 @@ from torch import nn, Tensor
 from fastprogress.fastprogress import progress_bar
 from fastai.basics import *
 from fastai.callback.training import ShortEpochCallback
-from .data import CompareError, CompareData, compare_data, check_value
+from .data import CompareError, CompareData, compare_data, check_value, data_set
 from .models import resolve_arch, check_pretrained, make_learner
 from .metrics import (GAUSS_LEVELS, SP_LEVELS, EPS_LEVELS, FGSM_EPS, SEVERITIES, MODALITIES, gaussian_noise,
                                      salt_pepper, input_grad_sign, pgd, from_pixels, calibration, temperature_at_bound)
@@ -99,7 +99,7 @@ def train_run(cb_factory,             # zero-argument factory of a mixing callba
     dls = data.dls(seed, bs, device, label_noise)  # set_seed(seed): the same batches for every method
     timer,skip,started = TrainTimer(),SkipValidate(),_Started()
     own = [timer, skip, started] + ([ShortEpochCallback(pct=.01)] if short else [])
-    learn = make_learner(arch, dls, len(data.vocab), pretrained, cbs=own)  # the weights of `seed`, whatever the method
+    learn = make_learner(arch, dls, len(data.vocab), pretrained, own, data.modality, data.shape)  # the weights of `seed`, whatever the method
     if cb_factory is not None: learn.add_cb(cb_factory())
     with learn.no_bar(), learn.no_logging():
         try:
@@ -221,21 +221,23 @@ def _check_levels(levels, name:str, hi:float|None=None) -> tuple:
         raise CompareError(f"{name} must be a non-empty list of numbers in [0, {hi if hi is not None else 'inf'}], got {list(levels)}")
     return tuple(sorted(set(levels) | {0.}))
 
-def _check_args(epochs, seeds, bs, size, limit, lr, arch, pretrained, schedule, label_noise, eps, pgd_steps, corruption_images) -> tuple:
+def _check_args(epochs, seeds, bs, size, limit, lr, arch, modality, pretrained, schedule, label_noise, eps, pgd_steps,
+                corruption_images, threads) -> tuple:
     "Check the arguments of `compare` that need no data: `(library, name)` of the architecture"
     check_value(epochs, 'epochs', 1, integer=True); check_value(seeds, 'seeds', 1, integer=True)
     if bs is not None: check_value(bs, 'bs', 1, integer=True)
-    check_value(size, 'size', 8, integer=True)
+    if size is not None: check_value(size, 'size', 8, integer=True)
+    if threads is not None: check_value(threads, 'threads', 1, integer=True)
     if limit is not None: check_value(limit, 'limit', 2, integer=True)
     check_value(lr, 'lr', 0, lo_open=True)
     check_value(label_noise, 'label_noise', 0, 1, hi_open=True)
     check_value(eps, 'eps', 0, 1); check_value(pgd_steps, 'pgd_steps', 0, integer=True)
     check_value(corruption_images, 'corruption_images', 1, integer=True)
     if schedule not in ('one_cycle', 'fine_tune'): raise CompareError(f"schedule must be 'one_cycle' or 'fine_tune', got {schedule!r}")
-    lib,name = resolve_arch(arch)
+    lib,name = resolve_arch(arch, modality)
     if schedule == 'fine_tune' and lib == 'fastmix':
         raise CompareError(f"fine_tune needs a torchvision or timm architecture (a body to freeze); {arch} is one of fastmix's own")
-    if pretrained: check_pretrained(arch)
+    if pretrained: check_pretrained(arch, modality)
     return lib,name
 
 def _check_corruptions(corruptions, d:CompareData) -> tuple:
@@ -359,17 +361,110 @@ def _collect(jobs:list, recs:dict, trained:set, label_noise:float) -> tuple:
     curves = pd.DataFrame(curves, columns=['method', 'seed', 'group', 'noise', 'level', 'accuracy'])
     return runs,curves,logits,targs
 
-# %% ../../nbs/08_compare.ipynb #e2837ec0
-def compare(data='digits',            # 'digits' (see `fastmix.compare.data.DATASETS`), or the path of a folder of class folders
+# %% ../../nbs/08_compare.ipynb #e6804cbb
+def _defaults(data, **given) -> dict:
+    "The given settings, with those left as None taken from `data`'s `DataSet` (its network, epochs, lr, bs, seeds, threads)"
+    ds = data_set(data)
+    return {k: getattr(ds, k) if v is None else v for k,v in given.items()}
+
+def _shape_text(d:CompareData) -> str: return f"{d.shape[-1]}x{d.shape[-2]}" if d.modality == 'image' else f"length {d.shape[-1]}"
+
+def _plan(data, methods, epochs, seeds, arch, out, bs, lr, size, limit, pretrained, schedule, aug, num_workers, bad_images,
+          label_noise, eps, eps_levels, pgd_steps, corruptions, corruption_images, gauss_levels, sp_levels, device, threads) -> dict:
+    "Every argument checked, the data set's defaults filled in, the data read: what `compare` runs and records"
+    ds = data_set(data)
+    v = _defaults(data, arch=arch, epochs=epochs, seeds=seeds, lr=lr, bs=bs, threads=threads)
+    if size is None and ds.modality == 'image': size = 32
+    meths = resolve_methods(methods)
+    lib,name = _check_args(v['epochs'], v['seeds'], v['bs'], size, limit, v['lr'], v['arch'], ds.modality, pretrained, schedule,
+                           label_noise, eps, pgd_steps, corruption_images, v['threads'])
+    gauss_levels,sp_levels = _check_levels(gauss_levels, 'gauss_levels'),_check_levels(sp_levels, 'sp_levels', 1.)
+    eps_levels = tuple(sorted(set(_check_levels(eps_levels, 'eps_levels', 1.)) | {float(eps)}))
+    out = Path(out)
+    if out.exists() and not out.is_dir(): raise CompareError(f"--out {str(out)!r} exists and is not a folder")
+    d = compare_data(data, size, limit, aug, num_workers, bad_images)
+    names = _check_corruptions(corruptions, d)
+    bs = auto_bs(d.n_train) if v['bs'] is None else v['bs']
+    if d.n_train < bs:  # fastai drops the incomplete last training batch: not one batch would be trained
+        raise CompareError(f"the training split has {d.n_train} examples, fewer than one batch (bs {bs}): nothing would be "
+                           f"trained; pass a batch size of {d.n_train} or less (--bs)")
+    epochs,steps,device = v['epochs'],d.n_train // bs,torch.device(default_device() if device is None else device)
+    n_cor = min(corruption_images, d.n_test, max(1, 2**29 // max(1, len(names) * len(SEVERITIES) * math.prod(d.shape))))
+    a = dict(arch=v['arch'], epochs=epochs, bs=bs, lr=v['lr'], device=device, pretrained=pretrained, schedule=schedule,
+             gauss_levels=gauss_levels, sp_levels=sp_levels, eps=float(eps), eps_levels=eps_levels, pgd_steps=pgd_steps,
+             eval_bs=max(2 * bs, min(1024, 2**21 // math.prod(d.shape))))
+    key = dict(data=str(data) if ds.make is not None else str(Path(data).resolve()), n_train=d.n_train, n_test=d.n_test,
+               size=size, limit=limit, aug=aug, arch=f"{lib}/{name}", pretrained=pretrained, schedule=schedule, epochs=epochs,
+               bs=bs, lr=v['lr'], gauss_levels=list(gauss_levels), sp_levels=list(sp_levels), eps=float(eps),
+               eps_levels=list(eps_levels), pgd_steps=pgd_steps, corruptions=list(names), corruption_images=n_cor)
+    settings = dict(data=str(data), n_train=d.n_train, n_test=d.n_test, classes=len(d.vocab), modality=d.modality,
+                    shape=list(d.shape), methods=list(meths), epochs=epochs, seeds=v['seeds'], arch=v['arch'], library=lib,
+                    pretrained=pretrained, schedule=schedule, aug=aug, bs=bs, bs_auto=v['bs'] is None, steps_per_epoch=steps,
+                    lr=v['lr'], size=size, device=str(device), threads=v['threads'], label_noise=float(label_noise), eps=float(eps),
+                    eps_levels=list(eps_levels), pgd_steps=pgd_steps, corruptions=list(names),
+                    corruption_images=n_cor if names else 0, skipped_images=d.skipped)
+    if not names: settings['corruption_note'] = (f"Corruptions: none measured ({'the images are under 32 px, the minimum of imagecorruptions' if d.modality == 'image' else 'none defined for this data'}).")
+    return dict(meths=meths, d=d, names=names, a=a, key=key, settings=settings, out=out, seeds=v['seeds'],
+                threads=v['threads'], total=steps * (epochs + (schedule == 'fine_tune')), steps=steps)
+
+# %% ../../nbs/08_compare.ipynb #ad371d21
+def _run_plan(p:dict, label_noise:float, replace:bool, verbose:bool) -> CompareResult:
+    "Train the runs of plan `p` (from `_plan`) that are not in its folder yet, and write the report there"
+    d,out,a,key,settings,meths = p['d'],p['out'],p['a'],p['key'],p['settings'],p['meths']
+    resume = check_out(out, key, replace)
+    if p['total'] < 50:
+        warnings.warn(f"{p['total']} optimizer steps per run ({p['steps']} per epoch of {d.n_train} training examples at batch size "
+                      f"{a['bs']}, {a['epochs']} epoch{'s' if a['epochs'] != 1 else ''}) are too few to train a network: use more epochs (--epochs) or a smaller batch (--bs)")
+    stores = {0.: RunStore(out, key)}
+    if label_noise: stores[float(label_noise)] = RunStore(out, {**key, 'label_noise': float(label_noise)}, f"-label_noise{label_noise:g}")
+    jobs = [(s, k) for s in range(p['seeds']) for k in ['baseline', *meths]]
+    alljobs = [(q, s, k) for q in stores for s,k in jobs]
+    recs = {j: r for j in alljobs if resume and (r := stores[j[0]].load(j[2], j[1])) is not None}
+    todo = [j for j in alljobs if j not in recs]
+    if todo:  # untimed warm-up, and the check that the network trains on this data, before anything is written
+        train_run(None, d, a['arch'], 1, 0, a['bs'], a['lr'], a['device'], a['pretrained'], schedule='one_cycle', short=True)
+    if not resume: _clear_out(out)  # nothing there, or `replace`: what an earlier comparison wrote goes
+    try: out.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise CompareError(f"cannot create the output folder {str(out)!r}: {e.strerror or e}") from None
+    settings['resumed'] = len(alljobs) - len(todo)
+    (out/'settings.json').write_text(json.dumps(dict(key=_jsonable(key), settings=_jsonable(settings)), indent=1))
+    if verbose:
+        s = p['seeds']
+        print(f"{d!r}, {_shape_text(d)}; {a['arch']} ({settings['library']}{', pretrained' if a['pretrained'] else ', from scratch'}); "
+              f"batch size {a['bs']}{' (chosen: --bs to set it)' if settings['bs_auto'] else ''}, {p['steps']} steps per epoch, "
+              f"{a['epochs']} epoch{'s' if a['epochs'] != 1 else ''}; {s} seed{'s' if s != 1 else ''} x {1 + len(meths)} runs"
+              f"{' x 2 (label noise)' if label_noise else ''}: "
+              + (f"{len(recs)} of {len(alljobs)} runs already done in {out}, {len(todo)} to train" if recs else f"{len(todo)} runs to train"))
+    cset = corruption_set(d, p['names'], settings['corruption_images'], a['bs']) if any(q == 0 for q,_,_ in todo) else None
+    recs |= _train_grid(todo, meths, d, stores, a, cset, verbose)
+    return _report(jobs, recs, set(todo), p, float(label_noise), verbose)
+
+def _report(jobs:list, recs:dict, trained:set, p:dict, label_noise:float, verbose:bool) -> CompareResult:
+    "The result of the finished runs, written into the plan's folder with its settings"
+    out,key,settings = p['out'],p['key'],p['settings']
+    runs,curves,logits,targs = _collect(jobs, recs, trained, label_noise)
+    if targs is not None: settings['chance'],settings['chance_margin'] = chance_level(targs)
+    res = CompareResult(summarise(runs, curves, settings.get('chance'), settings.get('chance_margin', .05)), runs, curves,
+                        logits, targs, out, settings)
+    files = write_report(res)
+    (out/'settings.json').write_text(json.dumps(dict(key=_jsonable(key), settings=_jsonable(settings)), indent=1))
+    res.files = files + ['settings.json', 'runs/']
+    if verbose:
+        print(res.table())
+        print(f"\nwrote {', '.join(files + ['settings.json'])} and runs/ ({len(list((out/'runs').glob('*.pt')))} finished runs) to {out}")
+    return res
+
+# %% ../../nbs/08_compare.ipynb #6fce672c
+def compare(data='digits',            # 'digits', 'mnist1d' (see `fastmix.compare.data.DATASETS`), or the path of a folder of class folders
             methods:list|None=None,   # method names (see `resolve_methods`); None: all five
-            epochs:int=8,             # training epochs of every run (with fine_tune: after the frozen one)
-            seeds:int=2,              # runs per method, with seeds 0..seeds-1
-            arch:str='resnet10w16',   # a key of `fastmix.compare.models.ARCHS`, or a torchvision or timm name (see `resolve_arch`)
+            epochs:int|None=None,     # training epochs of every run (with fine_tune: after the frozen one); None: the data's (digits 8, mnist1d 20)
+            seeds:int|None=None,      # runs per method, with seeds 0..seeds-1; None: the data's (digits 2, mnist1d 5)
+            arch:str|None=None,       # images: a key of `ARCHS`, a torchvision or timm name; signals: of `SIGNAL_ARCHS`; None: the data's
             out='fastmix_out',        # folder for the results (and `runs/`, the finished runs); nothing is written elsewhere
-            bs:int|None=None,         # batch size; None: the largest power of two up to 64 giving 10 steps per epoch (`auto_bs`)
-            lr:float=3e-3,            # peak learning rate (`fine_tune`: its base_lr)
-            size:int=32,              # side of the (square) images, digits or folder
-            limit:int|None=None,      # use at most this many training and this many test images
+            bs:int|None=None,         # batch size; None: the data's (mnist1d 100), or the largest power of two up to 64 giving 10 steps per epoch
+            lr:float|None=None,       # peak learning rate (`fine_tune`: its base_lr); None: the data's (digits 3e-3, mnist1d 5e-2)
+            size:int|None=None,       # side of the (square) images, digits or folder; None: 32
+            limit:int|None=None,      # use at most this many training and this many test examples
             pretrained:bool=False,    # start from pretrained weights already on this machine
             schedule:str='one_cycle', # 'one_cycle' (from scratch) or 'fine_tune' (frozen, then unfrozen)
             aug:bool=False,           # fastai's `aug_transforms` on the training batches (folders)
@@ -385,73 +480,13 @@ def compare(data='digits',            # 'digits' (see `fastmix.compare.data.DATA
             sp_levels=SP_LEVELS,      # salt-and-pepper fractions
             replace:bool=False,       # replace the results of another comparison in `out` (otherwise: an error)
             device=None,              # None: `default_device()` (the GPU if there is one)
+            threads:int|None=None,    # CPU threads while it runs (PyTorch's are restored after); None: the data's (mnist1d 1), or as they are
             verbose:bool=True,        # settings, progress bar, and the tables at the end
            ) -> CompareResult:
     "Train the baseline and each method from each seed; measure accuracy, robustness, calibration and cost; write to `out`"
-    meths = resolve_methods(methods)
-    lib,name = _check_args(epochs, seeds, bs, size, limit, lr, arch, pretrained, schedule, label_noise, eps, pgd_steps,
-                           corruption_images)
-    gauss_levels,sp_levels = _check_levels(gauss_levels, 'gauss_levels'),_check_levels(sp_levels, 'sp_levels', 1.)
-    eps_levels = tuple(sorted(set(_check_levels(eps_levels, 'eps_levels', 1.)) | {float(eps)}))
-    out = Path(out)
-    if out.exists() and not out.is_dir(): raise CompareError(f"--out {str(out)!r} exists and is not a folder")
-    d = compare_data(data, size, limit, aug, num_workers, bad_images)
-    names = _check_corruptions(corruptions, d)
-    bs_auto = bs is None
-    if bs_auto: bs = auto_bs(d.n_train)
-    if d.n_train < bs:  # fastai drops the incomplete last training batch: not one batch would be trained
-        raise CompareError(f"the training split has {d.n_train} images, fewer than one batch (bs {bs}): nothing would be "
-                           f"trained; pass a batch size of {d.n_train} or less (--bs)")
-    steps = d.n_train // bs
-    total = steps * (epochs + (schedule == 'fine_tune'))
-    device = torch.device(default_device() if device is None else device)
-    n_cor = min(corruption_images, d.n_test, max(1, 2**29 // max(1, len(names) * len(SEVERITIES) * math.prod(d.shape))))
-    a = dict(arch=arch, epochs=epochs, bs=bs, lr=lr, device=device, pretrained=pretrained, schedule=schedule,
-             gauss_levels=gauss_levels, sp_levels=sp_levels, eps=float(eps), eps_levels=eps_levels, pgd_steps=pgd_steps,
-             eval_bs=max(2 * bs, min(1024, 2**21 // math.prod(d.shape))))
-    key = dict(data=str(data) if str(data) in ('digits',) else str(Path(data).resolve()), n_train=d.n_train, n_test=d.n_test,
-               size=size, limit=limit, aug=aug, arch=f"{lib}/{name}", pretrained=pretrained, schedule=schedule, epochs=epochs,
-               bs=bs, lr=lr, gauss_levels=list(gauss_levels), sp_levels=list(sp_levels), eps=float(eps), eps_levels=list(eps_levels),
-               pgd_steps=pgd_steps, corruptions=list(names), corruption_images=n_cor)
-    resume = check_out(out, key, replace)
-    if total < 50:
-        warnings.warn(f"{total} optimizer steps per run ({steps} per epoch of {d.n_train} training images at batch size {bs}, "
-                      f"{epochs} epoch{'s' if epochs != 1 else ''}) are too few to train a network: use more epochs (--epochs) or a smaller batch (--bs)")
-    stores = {0.: RunStore(out, key)}
-    if label_noise: stores[float(label_noise)] = RunStore(out, {**key, 'label_noise': float(label_noise)}, f"-label_noise{label_noise:g}")
-    jobs = [(s, k) for s in range(seeds) for k in ['baseline', *meths]]
-    alljobs = [(p, s, k) for p in stores for s,k in jobs]
-    recs = {j: r for j in alljobs if resume and (r := stores[j[0]].load(j[2], j[1])) is not None}
-    todo = [j for j in alljobs if j not in recs]
-    if todo:  # untimed warm-up, and the check that the network trains on these images, before anything is written
-        train_run(None, d, arch, 1, 0, bs, lr, device, pretrained, schedule='one_cycle', short=True)
-    if not resume: _clear_out(out)  # nothing there, or `replace`: what an earlier comparison wrote goes
-    try: out.mkdir(parents=True, exist_ok=True)
-    except OSError as e: raise CompareError(f"cannot create the output folder {str(out)!r}: {e.strerror or e}") from None
-    settings = dict(data=str(data), n_train=d.n_train, n_test=d.n_test, classes=len(d.vocab), modality=d.modality,
-                    methods=list(meths), epochs=epochs, seeds=seeds, arch=arch, library=lib, pretrained=pretrained,
-                    schedule=schedule, aug=aug, bs=bs, bs_auto=bs_auto, steps_per_epoch=steps, lr=lr, size=size,
-                    device=str(device), label_noise=float(label_noise), eps=float(eps), eps_levels=list(eps_levels),
-                    pgd_steps=pgd_steps, corruptions=list(names), corruption_images=n_cor if names else 0,
-                    skipped_images=d.skipped, resumed=len(alljobs) - len(todo))
-    if not names: settings['corruption_note'] = (f"Corruptions: none measured ({'the images are under 32 px, the minimum of imagecorruptions' if d.modality == 'image' else 'none defined for this data'}).")
-    (out/'settings.json').write_text(json.dumps(dict(key=_jsonable(key), settings=_jsonable(settings)), indent=1))
-    if verbose:
-        print(f"{d!r}, {d.shape[-1]}x{d.shape[-2]}; {arch} ({lib}{', pretrained' if pretrained else ', from scratch'}); "
-              f"batch size {bs}{' (chosen: --bs to set it)' if bs_auto else ''}, {steps} steps per epoch, {epochs} epoch{'s' if epochs != 1 else ''}; "
-              f"{seeds} seed{'s' if seeds != 1 else ''} x {1 + len(meths)} runs{' x 2 (label noise)' if label_noise else ''}: "
-              + (f"{len(recs)} of {len(alljobs)} runs already done in {out}, {len(todo)} to train" if recs else f"{len(todo)} runs to train"))
-    cset = corruption_set(d, names, n_cor, bs) if any(p == 0 for p,_,_ in todo) else None
-    recs |= _train_grid(todo, meths, d, stores, a, cset, verbose)
-    runs,curves,logits,targs = _collect(jobs, recs, set(todo), float(label_noise))
-    if targs is not None: settings['chance'],settings['chance_margin'] = chance_level(targs)
-    res = CompareResult(summarise(runs, curves, settings.get('chance'), settings.get('chance_margin', .05)), runs, curves,
-                        logits, targs, out, settings)
-    files = write_report(res)
-    (out/'settings.json').write_text(json.dumps(dict(key=_jsonable(key), settings=_jsonable(settings)), indent=1))
-    n_runs = len(list((out/'runs').glob('*.pt')))
-    res.files = files + ['settings.json', 'runs/']
-    if verbose:
-        print(res.table())
-        print(f"\nwrote {', '.join(files + ['settings.json'])} and runs/ ({n_runs} finished runs) to {out}")
-    return res
+    p = _plan(data, methods, epochs, seeds, arch, out, bs, lr, size, limit, pretrained, schedule, aug, num_workers, bad_images,
+              label_noise, eps, eps_levels, pgd_steps, corruptions, corruption_images, gauss_levels, sp_levels, device, threads)
+    before = torch.get_num_threads()
+    if p['threads']: torch.set_num_threads(p['threads'])
+    try: return _run_plan(p, label_noise, replace, verbose)
+    finally: torch.set_num_threads(before)

@@ -139,7 +139,8 @@ class Modality:
 
 NOISES = {'gaussian': 'white Gaussian noise of this standard deviation on the normalised inputs',
           'salt_pepper': 'this fraction of the pixels set to black or white'}
-MODALITIES = {'image': Modality(('gaussian', 'salt_pepper'), image_corruptions, corrupt_images, all_corruptions)}
+MODALITIES = {'image': Modality(('gaussian', 'salt_pepper'), image_corruptions, corrupt_images, all_corruptions),
+              'signal': Modality(('gaussian',), lambda shape: ())}
 
 # %% ../../nbs/08c_compare_metrics.ipynb #bf3ffafe
 def reliability_bins(probs:Tensor, # probabilities (n, classes)

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/08d_compare_report.ipynb #99688aec
 from __future__ import annotations
-import math
+import json, math
 import numpy as np
 import pandas as pd
 import torch
@@ -19,7 +19,7 @@ from .metrics import reliability_bins, expected_calibration_error, calibration_s
 __all__ = ['ACC_COLS', 'CAL_COLS', 'SUMMARY_COLS', 'DIFF_COLS', 'summarise', 'chance_level', 'accuracy_table',
            'calibration_table', 'difference_table', 'format_summary', 'skipped_notes', 'level_table', 'report_notes',
            'reading', 'text_table', 'md_table', 'plot_noise', 'plot_adversarial', 'plot_labels', 'plot_corruptions',
-           'plot_reliability', 'CompareResult', 'write_report']
+           'plot_reliability', 'CompareResult', 'write_report', 'check_reproduced']
 
 # %% ../../nbs/08d_compare_report.ipynb #0c1fd727
 ACC_COLS = {'clean_acc': 'clean %', 'gauss_nfm_acc': 'Gauss ≤.35 %', 'gauss_ext_acc': 'Gauss >.35 %', 'sp_acc': 'salt&pepper %',
@@ -145,8 +145,9 @@ def report_notes(summary:pd.DataFrame, settings:dict) -> list:
     if ch:
         notes.append(f"{_names(ch)} scored within a few points of chance ({100 * s['chance']:.1f}%, the share of the most common class "
                      f"in the test split; within {100 * s['chance_margin']:.1f} points counts as chance): these numbers say nothing "
-                     f"about the methods. Try more epochs (--epochs), pretrained weights with fine-tuning (--pretrained --fine-tune), "
-                     f"or a smaller architecture (--arch resnet10w16).")
+                     + ("about the methods. Try more epochs (--epochs) or another learning rate (--lr)."
+                        if s.get('modality') == 'signal' else "about the methods. Try more epochs (--epochs), pretrained weights with "
+                        "fine-tuning (--pretrained --fine-tune), or a smaller architecture (--arch resnet10w16)."))
     tb = summary.method[summary.temperature_at_bound].tolist()
     if tb: notes.append(f"The temperature fitted for {_names(tb)} sits at the end of its search range ({T_BOUNDS[0]:g} to "
                         f"{T_BOUNDS[1]:g}): the predictions carry no usable confidence, and the calibrated columns (ECE TS, NLL TS, T) "
@@ -227,7 +228,7 @@ def md_table(rows,                 # a DataFrame, or a list of dicts (one per ro
 # %% ../../nbs/08d_compare_report.ipynb #bf2facd3
 _TITLES = {'gaussian': ('white Gaussian noise on normalised inputs', 'noise standard deviation'),
            'salt_pepper': ('salt-and-pepper noise', 'fraction of pixels set to min/max'),
-           'fgsm': ('FGSM (one step)', 'eps (grey levels of 255)'), 'pgd': ('PGD', 'eps (grey levels of 255)'),
+           'fgsm': ('FGSM (one step)', 'eps (/255 of the input range)'), 'pgd': ('PGD', 'eps (/255 of the input range)'),
            'label_noise': ('training on corrupted labels', 'share of training labels replaced')}
 
 def _curve(ax, c:pd.DataFrame, k:str, x_scale:float=1., **kw):
@@ -256,7 +257,7 @@ def plot_noise(curves:pd.DataFrame, figsize=(13, 4.5)):
 
 # %% ../../nbs/08d_compare_report.ipynb #ab1788ae
 def plot_adversarial(curves:pd.DataFrame, figsize=(6.5, 4.5)):
-    "Accuracy under FGSM against eps (in grey levels of 255), one curve per method; PGD's accuracies as crosses"
+    "Accuracy under FGSM against eps (in 255ths of the input range), one curve per method; PGD's accuracies as crosses"
     c = curves[curves.group == 'adversarial']
     fig,ax = plt.subplots(figsize=figsize)
     f = c[c.noise == 'fgsm']
@@ -357,10 +358,12 @@ class CompareResult:
 def _settings_line(s:dict) -> str:
     sched = 'fine_tune (1 frozen epoch, then' if s['schedule'] == 'fine_tune' else '(one-cycle'
     bs = f"batch size {s['bs']}" + (f" (chosen for {s['steps_per_epoch']} optimizer steps per epoch)" if s.get('bs_auto') else '')
-    return (f"Data: {s['data']} ({s['n_train']} training, {s['n_test']} test examples, {s['classes']} classes, {s['size']}x{s['size']}"
+    shape = f"signals of length {s['shape'][-1]}" if s.get('modality') == 'signal' else f"{s['size']}x{s['size']}"
+    threads = f", {s['threads']} CPU thread{'s' if s['threads'] != 1 else ''}" if s.get('threads') else ''
+    return (f"Data: {s['data']} ({s['n_train']} training, {s['n_test']} test examples, {s['classes']} classes, {shape}"
             f"{', aug_transforms' if s.get('aug') else ''}); network: {s['arch']} ({s['library']}"
             f"{', pretrained' if s.get('pretrained') else ', from scratch'}); {s['epochs']} epochs {sched}), lr {s['lr']:g}, "
-            f"{bs}; seeds 0..{s['seeds']-1}; device: {s['device']}.\n")
+            f"{bs}; seeds 0..{s['seeds']-1}; device: {s['device']}{threads}.\n")
 
 def write_report(res:CompareResult) -> list:
     "Write the tables and plots of `res` into `res.out`: the names of the files written"
@@ -375,7 +378,7 @@ def write_report(res:CompareResult) -> list:
         levels.append(f"\n## Accuracy (%) under each corruption (mean over severities 1 to 5 and seeds)\n\n{md_table(t.reset_index())}")
     md = ["# fastmix compare\n", _settings_line(res.settings), res._repr_markdown_(),
           "\nGauss ≤.35: mean accuracy over the NFM paper's grid of Gaussian noise (std .02 to .35); Gauss >.35: over the "
-          "extended levels; salt&pepper: over the amounts > 0. ECE and NLL on one half of the test split, as trained and "
+          "extended levels" + ("; salt&pepper: over the amounts > 0" if (c.noise == 'salt_pepper').any() else "") + ". ECE and NLL on one half of the test split, as trained and "
           "after temperature scaling (TS) with T fitted on the other half. Time: seconds per training epoch relative to "
           "the baseline's of the same seed (mean ± sd over seeds), and in seconds.", *levels, ""]
     (out/'results.md').write_text('\n'.join(md), encoding='utf-8')
@@ -389,3 +392,25 @@ def write_report(res:CompareResult) -> list:
         fig = plot_reliability(res.logits, res.targs); fig.savefig(out/'reliability.png', dpi=110); plt.close(fig)
         files.append('reliability.png')
     return files
+
+# %% ../../nbs/08d_compare_report.ipynb #74833133
+def check_reproduced(out,          # the folder of a fresh run of the comparison
+                     ref,          # the folder of the committed results
+                     command:str,  # the command that made them, for the message
+                     atol:float=1e-6, # numbers may differ by this much
+                    ):
+    "Raise an `AssertionError` naming `command` unless the runs, curves and settings key in `out` are those in `ref`, but for times"
+    out,ref = Path(out),Path(ref)
+    remake = (f"the committed results in {ref} are stale: make them again with `{command} --out DIR` and copy runs.csv, "
+              f"curves.csv, results.csv and settings.json from DIR to {ref}")
+    new,old = (json.loads((d/'settings.json').read_text())['key'] for d in (out, ref))
+    if new != old: raise AssertionError(f"settings differ ({', '.join(k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k))}): {remake}")
+    for f in ('runs.csv', 'curves.csv'):
+        a,b = pd.read_csv(out/f),pd.read_csv(ref/f)
+        if list(a.columns) != list(b.columns) or len(a) != len(b): raise AssertionError(f"{f} has other columns or rows: {remake}")
+        for c in (c for c in b.columns if c not in ('sec_per_epoch', 'resumed')):
+            x,y = a[c],b[c]
+            if pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y):
+                same = np.allclose(x.astype(float), y.astype(float), rtol=0, atol=atol, equal_nan=True)
+            else: same = x.fillna('').astype(str).tolist() == y.fillna('').astype(str).tolist()
+            if not same: raise AssertionError(f"{f}, column {c}, differs: {remake}")
