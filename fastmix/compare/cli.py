@@ -50,6 +50,8 @@ def _add_train_args(c):
     c.add_argument('--lr', type=float, default=None, help="peak one-cycle learning rate, or fine_tune's base_lr (default: 0.003; mnist1d: 0.05)")
     c.add_argument('--threads', type=int, default=None, metavar='N',
                    help="CPU threads of PyTorch while it runs (default: PyTorch's; mnist1d: 1, the fastest for its tiny network)")
+    c.add_argument('--parallel', type=int, default=None, metavar='N',
+                   help="runs trained at once, each in its own process, on a CPU; 0: one per core, at most 4 (default: 1; mnist1d: 0)")
     c.add_argument('--out', default='fastmix_out', metavar='DIR',
                    help="folder for the results and the finished runs; a rerun with the same arguments resumes; a folder "
                    "holding another comparison is refused (default: fastmix_out)")
@@ -104,7 +106,7 @@ def main(argv:list|None=None # the arguments (default: `sys.argv[1:]`)
                     schedule='fine_tune' if args.fine_tune else 'one_cycle', aug=args.aug, num_workers=args.workers,
                     bad_images=args.bad_images, label_noise=args.label_noise, eps=args.eps, pgd_steps=args.pgd,
                     corruptions=args.corruptions, corruption_images=args.corruption_images, replace=args.replace,
-                    device='cpu' if args.cpu else None, threads=args.threads)
+                    device='cpu' if args.cpu else None, threads=args.threads, parallel=args.parallel)
     except cmp.CompareError as e: p.exit(2, f"{prog}: error: {e}\n")
     except KeyboardInterrupt:
         p.exit(130, f"\n{prog}: interrupted; the finished runs are saved in {args.out}/runs: rerun the same command to resume\n")

@@ -4,7 +4,8 @@
 
 # %% ../../nbs/08_compare.ipynb #144b9b27
 from __future__ import annotations
-import json, math, os, shutil, time, warnings
+import json, math, multiprocessing, os, shutil, time, warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -309,30 +310,53 @@ def _skip_record(k:str, s:int, reason:str) -> dict:
     return dict(row=dict(method=k, seed=s, status='skipped', reason=reason), curves=[], logits=None, targs=None)
 
 # %% ../../nbs/08_compare.ipynb #448010c1
-def _train_grid(todo:list, meths:dict, d:CompareData, stores:dict, a:dict, cset:dict|None, verbose:bool) -> dict:
-    "Train and score the (label noise, seed, method) runs of `todo`, saving each as it ends: `{(p, seed, method): record}`"
-    recs,skipped = {},{}
+def _score(p:float, s:int, k:str, meths:dict, d:CompareData, a:dict, cset:dict|None) -> dict:
+    "Train and score run (label noise `p`, seed `s`, method `k`): its record, or a skipped record if the method refuses"
+    try: learn,sec = train_run(meths.get(k), d, a['arch'], a['epochs'], s, a['bs'], a['lr'], a['device'], a['pretrained'],
+                               a['schedule'], label_noise=p)
+    except MethodSkipped as e: return _skip_record(k, s, str(e))
+    if p:  # a run on corrupted labels: its clean test accuracy
+        r = evaluate_run(learn.model, learn.dls.valid, d.lo, d.hi, d.modality, (), (), (), eval_bs=a['eval_bs'])
+        return dict(row=dict(method=k, seed=s, status='done', reason='', label_noise_acc=r['acc']), curves=[], logits=None, targs=None)
+    r = evaluate_run(learn.model, learn.dls.valid, d.lo, d.hi, d.modality, a['gauss_levels'], a['sp_levels'],
+                     a['eps_levels'], a['eps'], a['pgd_steps'], cset, a['eval_bs'])
+    return _run_record(k, s, r, sec)
+
+_WORKER = {}  # the data and methods of the grid, set before the worker processes are forked from this one
+
+def _start_worker(threads:int|None):
+    "Set up a forked worker process: `threads` CPU threads (default 1: a run per core), no repeated warnings"
+    warnings.simplefilter('ignore')  # the main process has warned already
+    torch.set_num_threads(threads or 1)
+
+def _worker_score(p:float, s:int, k:str, a:dict, cset:dict|None) -> dict: return _score(p, s, k, _WORKER['meths'], _WORKER['d'], a, cset)
+
+# %% ../../nbs/08_compare.ipynb #7607cd12
+def _train_grid(todo:list, meths:dict, d:CompareData, stores:dict, a:dict, cset:dict|None, verbose:bool,
+                parallel:int=1, threads:int|None=None) -> dict:
+    "Train and score the (label noise, seed, method) runs of `todo`, `parallel` at a time, saving each as it ends: `{(p, seed, method): record}`"
+    recs,skipped,n = {},{},len(todo)
     # fastprogress's bar, one step per run: its estimate is for the whole remaining grid; it is cleared when the grid ends
-    pb = progress_bar(todo, leave=False) if verbose and todo else None
-    for j,(p,s,k) in enumerate(todo if pb is None else pb):
-        if pb is not None: pb.comment = f"{k}, seed {s}{f', label noise {p:g}' if p else ''} (run {j+1} of {len(todo)} to train)"
-        if k in skipped: rec = _skip_record(k, s, skipped[k])  # it refused once: the same setup again
-        else:
-            try:
-                learn,sec = train_run(meths.get(k), d, a['arch'], a['epochs'], s, a['bs'], a['lr'], a['device'],
-                                      a['pretrained'], a['schedule'], label_noise=p)
-                if p:  # a run on corrupted labels: its clean test accuracy
-                    r = evaluate_run(learn.model, learn.dls.valid, d.lo, d.hi, d.modality, (), (), (), eval_bs=a['eval_bs'])
-                    rec = dict(row=dict(method=k, seed=s, status='done', reason='', label_noise_acc=r['acc']), curves=[],
-                               logits=None, targs=None)
-                else:
-                    r = evaluate_run(learn.model, learn.dls.valid, d.lo, d.hi, d.modality, a['gauss_levels'], a['sp_levels'],
-                                     a['eps_levels'], a['eps'], a['pgd_steps'], cset, a['eval_bs'])
-                    rec = _run_record(k, s, r, sec)
-                del learn
-            except MethodSkipped as e: skipped[k] = str(e); rec = _skip_record(k, s, str(e))
-        stores[p].save(k, s, rec)
-        recs[(p, s, k)] = rec
+    pb = progress_bar(range(n), leave=False) if verbose and todo else None
+    def done(j, job, rec):
+        stores[job[0]].save(job[2], job[1], rec); recs[job] = rec
+        if pb is not None:
+            p,s,k = job
+            pb.comment = f"{k}, seed {s}{f', label noise {p:g}' if p else ''} done ({j+1} of {n} runs)"; pb.update(j + 1)
+    if pb is not None: pb.update(0)
+    if parallel > 1 and n > 1:  # runs in worker processes forked from this one: they have its data and methods already
+        _WORKER.update(d=d, meths=meths)
+        ex = ProcessPoolExecutor(min(parallel, n), mp_context=multiprocessing.get_context('fork'), initializer=_start_worker,
+                                 initargs=(threads,))
+        try:
+            futs = {ex.submit(_worker_score, *job, a, cset): job for job in todo}
+            for j,f in enumerate(as_completed(futs)): done(j, futs[f], f.result())
+        finally: ex.shutdown(wait=False, cancel_futures=True); _WORKER.clear()
+    else:
+        for j,(p,s,k) in enumerate(todo):
+            rec = _skip_record(k, s, skipped[k]) if k in skipped else _score(p, s, k, meths, d, a, cset)  # it refused once: again
+            if rec['row']['status'] == 'skipped': skipped[k] = rec['row']['reason']
+            done(j, (p, s, k), rec)
     return recs
 
 # %% ../../nbs/08_compare.ipynb #ad7826b7
@@ -370,10 +394,11 @@ def _defaults(data, **given) -> dict:
 def _shape_text(d:CompareData) -> str: return f"{d.shape[-1]}x{d.shape[-2]}" if d.modality == 'image' else f"length {d.shape[-1]}"
 
 def _plan(data, methods, epochs, seeds, arch, out, bs, lr, size, limit, pretrained, schedule, aug, num_workers, bad_images,
-          label_noise, eps, eps_levels, pgd_steps, corruptions, corruption_images, gauss_levels, sp_levels, device, threads) -> dict:
+          label_noise, eps, eps_levels, pgd_steps, corruptions, corruption_images, gauss_levels, sp_levels, device, threads,
+          parallel) -> dict:
     "Every argument checked, the data set's defaults filled in, the data read: what `compare` runs and records"
     ds = data_set(data)
-    v = _defaults(data, arch=arch, epochs=epochs, seeds=seeds, lr=lr, bs=bs, threads=threads)
+    v = _defaults(data, arch=arch, epochs=epochs, seeds=seeds, lr=lr, bs=bs, threads=threads, parallel=parallel)
     if size is None and ds.modality == 'image': size = 32
     meths = resolve_methods(methods)
     lib,name = _check_args(v['epochs'], v['seeds'], v['bs'], size, limit, v['lr'], v['arch'], ds.modality, pretrained, schedule,
@@ -389,6 +414,11 @@ def _plan(data, methods, epochs, seeds, arch, out, bs, lr, size, limit, pretrain
         raise CompareError(f"the training split has {d.n_train} examples, fewer than one batch (bs {bs}): nothing would be "
                            f"trained; pass a batch size of {d.n_train} or less (--bs)")
     epochs,steps,device = v['epochs'],d.n_train // bs,torch.device(default_device() if device is None else device)
+    par = check_value(v['parallel'], 'parallel', 0, integer=True) or max(1, min(4, os.cpu_count() or 1))
+    if 'fork' not in multiprocessing.get_all_start_methods(): par = 1  # Windows: runs one at a time
+    if device.type != 'cpu':
+        if parallel: raise CompareError(f"parallel runs are for a CPU; on {device.type} the runs train one at a time (leave --parallel out)")
+        par = 1
     n_cor = min(corruption_images, d.n_test, max(1, 2**29 // max(1, len(names) * len(SEVERITIES) * math.prod(d.shape))))
     a = dict(arch=v['arch'], epochs=epochs, bs=bs, lr=v['lr'], device=device, pretrained=pretrained, schedule=schedule,
              gauss_levels=gauss_levels, sp_levels=sp_levels, eps=float(eps), eps_levels=eps_levels, pgd_steps=pgd_steps,
@@ -400,12 +430,12 @@ def _plan(data, methods, epochs, seeds, arch, out, bs, lr, size, limit, pretrain
     settings = dict(data=str(data), n_train=d.n_train, n_test=d.n_test, classes=len(d.vocab), modality=d.modality,
                     shape=list(d.shape), methods=list(meths), epochs=epochs, seeds=v['seeds'], arch=v['arch'], library=lib,
                     pretrained=pretrained, schedule=schedule, aug=aug, bs=bs, bs_auto=v['bs'] is None, steps_per_epoch=steps,
-                    lr=v['lr'], size=size, device=str(device), threads=v['threads'], label_noise=float(label_noise), eps=float(eps),
+                    lr=v['lr'], size=size, device=str(device), threads=v['threads'], parallel=par, label_noise=float(label_noise), eps=float(eps),
                     eps_levels=list(eps_levels), pgd_steps=pgd_steps, corruptions=list(names),
                     corruption_images=n_cor if names else 0, skipped_images=d.skipped)
     if not names: settings['corruption_note'] = (f"Corruptions: none measured ({'the images are under 32 px, the minimum of imagecorruptions' if d.modality == 'image' else 'none defined for this data'}).")
     return dict(meths=meths, d=d, names=names, a=a, key=key, settings=settings, out=out, seeds=v['seeds'],
-                threads=v['threads'], total=steps * (epochs + (schedule == 'fine_tune')), steps=steps)
+                threads=v['threads'], total=steps * (epochs + (schedule == 'fine_tune')), steps=steps, parallel=par)
 
 # %% ../../nbs/08_compare.ipynb #ad371d21
 def _run_plan(p:dict, label_noise:float, replace:bool, verbose:bool) -> CompareResult:
@@ -433,10 +463,10 @@ def _run_plan(p:dict, label_noise:float, replace:bool, verbose:bool) -> CompareR
         print(f"{d!r}, {_shape_text(d)}; {a['arch']} ({settings['library']}{', pretrained' if a['pretrained'] else ', from scratch'}); "
               f"batch size {a['bs']}{' (chosen: --bs to set it)' if settings['bs_auto'] else ''}, {p['steps']} steps per epoch, "
               f"{a['epochs']} epoch{'s' if a['epochs'] != 1 else ''}; {s} seed{'s' if s != 1 else ''} x {1 + len(meths)} runs"
-              f"{' x 2 (label noise)' if label_noise else ''}: "
+              f"{' x 2 (label noise)' if label_noise else ''}{f', {par} at a time' if (par := p['parallel']) > 1 else ''}: "
               + (f"{len(recs)} of {len(alljobs)} runs already done in {out}, {len(todo)} to train" if recs else f"{len(todo)} runs to train"))
     cset = corruption_set(d, p['names'], settings['corruption_images'], a['bs']) if any(q == 0 for q,_,_ in todo) else None
-    recs |= _train_grid(todo, meths, d, stores, a, cset, verbose)
+    recs |= _train_grid(todo, meths, d, stores, a, cset, verbose, p['parallel'], p['threads'])
     return _report(jobs, recs, set(todo), p, float(label_noise), verbose)
 
 def _report(jobs:list, recs:dict, trained:set, p:dict, label_noise:float, verbose:bool) -> CompareResult:
@@ -481,11 +511,13 @@ def compare(data='digits',            # 'digits', 'mnist1d' (see `fastmix.compar
             replace:bool=False,       # replace the results of another comparison in `out` (otherwise: an error)
             device=None,              # None: `default_device()` (the GPU if there is one)
             threads:int|None=None,    # CPU threads while it runs (PyTorch's are restored after); None: the data's (mnist1d 1), or as they are
+            parallel:int|None=None,   # runs trained at once, each in a process of its own (CPU only); 0: one per core, at most 4; None: the data's (mnist1d 0, else 1)
             verbose:bool=True,        # settings, progress bar, and the tables at the end
            ) -> CompareResult:
     "Train the baseline and each method from each seed; measure accuracy, robustness, calibration and cost; write to `out`"
     p = _plan(data, methods, epochs, seeds, arch, out, bs, lr, size, limit, pretrained, schedule, aug, num_workers, bad_images,
-              label_noise, eps, eps_levels, pgd_steps, corruptions, corruption_images, gauss_levels, sp_levels, device, threads)
+              label_noise, eps, eps_levels, pgd_steps, corruptions, corruption_images, gauss_levels, sp_levels, device, threads,
+              parallel)
     before = torch.get_num_threads()
     if p['threads']: torch.set_num_threads(p['threads'])
     try: return _run_plan(p, label_noise, replace, verbose)

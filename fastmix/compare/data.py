@@ -241,10 +241,11 @@ class DataSet:
     bs:int|None=None              # batch size; None: chosen for 10 optimizer steps per epoch (`fastmix.compare.core.auto_bs`)
     seeds:int=2                   # runs per method
     threads:int|None=None         # CPU threads of the training; None: as PyTorch has them
+    parallel:int=1                # runs trained at once, each in its own process (on a CPU); 0: one per core, at most 4
 
 FOLDER = DataSet(None)  # a folder of images
 DATASETS = {'digits': DataSet(_digits_data),
-            'mnist1d': DataSet(_mnist1d_data, 'signal', 'convbase', MNIST1D_EPOCHS, MNIST1D_LR, MNIST1D_BS, seeds=5, threads=1)}
+            'mnist1d': DataSet(_mnist1d_data, 'signal', 'convbase', MNIST1D_EPOCHS, MNIST1D_LR, MNIST1D_BS, seeds=5, threads=1, parallel=0)}
 
 def data_set(data) -> DataSet:
     "The `DataSet` of `data`: its entry in `DATASETS`, or `FOLDER` for a path"

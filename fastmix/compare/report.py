@@ -360,6 +360,7 @@ def _settings_line(s:dict) -> str:
     bs = f"batch size {s['bs']}" + (f" (chosen for {s['steps_per_epoch']} optimizer steps per epoch)" if s.get('bs_auto') else '')
     shape = f"signals of length {s['shape'][-1]}" if s.get('modality') == 'signal' else f"{s['size']}x{s['size']}"
     threads = f", {s['threads']} CPU thread{'s' if s['threads'] != 1 else ''}" if s.get('threads') else ''
+    if s.get('parallel', 1) > 1: threads += f"{' each' if threads else ''}, {s['parallel']} runs at a time"
     return (f"Data: {s['data']} ({s['n_train']} training, {s['n_test']} test examples, {s['classes']} classes, {shape}"
             f"{', aug_transforms' if s.get('aug') else ''}); network: {s['arch']} ({s['library']}"
             f"{', pretrained' if s.get('pretrained') else ', from scratch'}); {s['epochs']} epochs {sched}), lr {s['lr']:g}, "
