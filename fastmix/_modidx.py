@@ -45,6 +45,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                       'fastmix.compare.core._check_levels': ('compare.html#_check_levels', 'fastmix/compare/core.py'),
                                       'fastmix.compare.core._clear_out': ('compare.html#_clear_out', 'fastmix/compare/core.py'),
                                       'fastmix.compare.core._collect': ('compare.html#_collect', 'fastmix/compare/core.py'),
+                                      'fastmix.compare.core._corruption_curves': ( 'compare.html#_corruption_curves',
+                                                                                   'fastmix/compare/core.py'),
                                       'fastmix.compare.core._defaults': ('compare.html#_defaults', 'fastmix/compare/core.py'),
                                       'fastmix.compare.core._evaluate': ('compare.html#_evaluate', 'fastmix/compare/core.py'),
                                       'fastmix.compare.core._first_line': ('compare.html#_first_line', 'fastmix/compare/core.py'),

@@ -58,6 +58,7 @@ def _add_train_args(c):
     c.add_argument('--replace', action='store_true', help="replace the results of another comparison in --out")
     c.add_argument('--cpu', action='store_true', help="train on the CPU even when a GPU is there")
 
+# %% ../../nbs/08a_cli.ipynb #75d7a9fe
 def _add_measure_args(c):
     c.add_argument('--label-noise', type=float, default=0., metavar='P',
                    help="also train the grid with a share P of the training labels replaced at random, for the label noise "

@@ -138,7 +138,9 @@ def evaluate_run(model:nn.Module, dl,     # a trained model; the unshuffled test
     try: return _evaluate(_ChannelsLast(model), dl, lo, hi, modality, gauss_levels, sp_levels, eps_levels, eps, pgd_steps, corrupted, eval_bs)
     finally: model.to(memory_format=torch.contiguous_format)  # as it was
 
+# %% ../../nbs/08_compare.ipynb #b73a7699
 def _evaluate(model, dl, lo, hi, modality, gauss_levels, sp_levels, eps_levels, eps, pgd_steps, corrupted, eval_bs) -> dict:
+    "One pass over the test batches: clean logits, and the hits under each noise level and FGSM's (and PGD's) eps"
     levels = {'gaussian': gauss_levels, 'salt_pepper': sp_levels}
     noises = {n: levels[n] for n in MODALITIES[modality].noises}
     lo,hi,span = lo.to(dl.device or 'cpu'),hi.to(dl.device or 'cpu'),(hi - lo).to(dl.device or 'cpu')
@@ -165,17 +167,20 @@ def _evaluate(model, dl, lo, hi, modality, gauss_levels, sp_levels, eps_levels, 
                fgsm_acc=hits[('adversarial', 'fgsm', eps)] / n if eps in eps_levels else float('nan'))
     if pgd_steps: res['pgd_acc'] = hits[('adversarial', 'pgd', eps)] / n
     if corrupted:
-        y,dev,m = corrupted['y'].to(dl.device or 'cpu'),dl.device or 'cpu',len(corrupted['y'])
-        bs = eval_bs or dl.bs
-        batches = lambda x: sum(_acc(model, x[i:i+bs].to(dev), y[i:i+bs]) for i in range(0, m, bs))
-        clean_sub = batches(corrupted['x']) / m
-        accs = {k: batches(from_pixels(p, lo.cpu(), hi.cpu())) / m for k,p in corrupted['pix'].items()}
-        for name in dict.fromkeys(k[0] for k in accs):
-            curves.append(dict(group='corruption', noise=name, level=0., accuracy=clean_sub))
-            curves += [dict(group='corruption', noise=name, level=float(s), accuracy=accs[name, s]) for s in SEVERITIES]
-        res['corruption_acc'] = float(np.mean(list(accs.values())))
+        more,res['corruption_acc'] = _corruption_curves(model, corrupted, dl.device or 'cpu', lo, hi, eval_bs or dl.bs)
+        curves += more
     res['curves'] = curves
     return res
+def _corruption_curves(model, corrupted:dict, dev, lo:Tensor, hi:Tensor, bs:int) -> tuple:
+    "The accuracy on the fixed corrupted test images (`corruption_set`) at each corruption and severity: `(curves, mean accuracy)`"
+    y,m,curves = corrupted['y'].to(dev),len(corrupted['y']),[]
+    batches = lambda x: sum(_acc(model, x[i:i+bs].to(dev), y[i:i+bs]) for i in range(0, m, bs))
+    clean_sub = batches(corrupted['x']) / m
+    accs = {k: batches(from_pixels(p, lo.cpu(), hi.cpu())) / m for k,p in corrupted['pix'].items()}
+    for name in dict.fromkeys(k[0] for k in accs):
+        curves.append(dict(group='corruption', noise=name, level=0., accuracy=clean_sub))
+        curves += [dict(group='corruption', noise=name, level=float(s), accuracy=accs[name, s]) for s in SEVERITIES]
+    return curves,float(np.mean(list(accs.values())))
 
 # %% ../../nbs/08_compare.ipynb #d4b1f7a2
 def corruption_set(data:CompareData,     # the comparison's data
