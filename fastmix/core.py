@@ -4,8 +4,8 @@
 
 # %% ../nbs/00_core.ipynb #9a435bb6
 from __future__ import annotations
-import math, numbers, warnings
-from dataclasses import dataclass, fields
+import math, numbers, warnings, weakref
+from dataclasses import dataclass, field, fields
 import numpy as np
 import torch
 from torch import nn, Tensor
@@ -18,7 +18,8 @@ from .places import Place, Places, find_places, inner_model, eager_calls
 # %% auto #0
 __all__ = ['check_alpha', 'check_alpha_schedule', 'check_number', 'check_int', 'pair_perm', 'sample_lam', 'seeded_rng',
            'as_weight', 'mixup', 'MixParams', 'blend_loss', 'check_places', 'hidden_stages', 'resolve_places',
-           'probe_places', 'plan_places', 'check_learner', 'MixRecord', 'MixCallback', 'show_mixed']
+           'probe_places', 'plan_places', 'check_learner', 'MixRecord', 'FitState', 'BatchState', 'SetAside',
+           'WeakHook', 'global_hook', 'MixCallback', 'show_mixed']
 
 # %% ../nbs/00_core.ipynb #89849d1e
 def _is_real(v) -> bool: return not isinstance(v, bool) and isinstance(v, numbers.Real) and math.isfinite(v)
@@ -236,14 +237,14 @@ def plan_places(cb, model:nn.Module, xb:tuple, use_input:bool) -> list:
     return ([('input', None, None)] if use_input else []) + [(n, m, known[n]) for n,m in hidden]
 
 # %% ../nbs/00_core.ipynb #3a805e1a
-def check_learner(learn:Learner, me:Callback, held:list=()):
+def check_learner(learn:Learner, me:Callback):
     "Refuse, before anything changes, a Learner with another mixing callback: fastai's `MixUp`/`CutMix` or a second fastmix one"
     theirs = [type(cb).__name__ for cb in learn.cbs if isinstance(cb, MixHandler)]
     if theirs:
         raise ValueError(f"The Learner has fastai's {', '.join(theirs)} and fastmix's {type(me).__name__}: each would mix the "
                          f"other's mixed batch. Use one or the other (remove one with `learn.remove_cb`); fastmix's MixUp and CutMix "
                          "replace fastai's (`from fastmix.all import *` after `from fastai.vision.all import *`).")
-    ours = [type(cb).__name__ for cb in learn.cbs if cb is not me and cb not in held and getattr(cb, 'mixes_batches', False)]
+    ours = [type(cb).__name__ for cb in learn.cbs if cb is not me and getattr(cb, 'mixes_batches', False)]
     if ours:
         raise ValueError(f"The Learner has more than one fastmix callback ({type(me).__name__} and {', '.join(ours)}): "
                          "each would mix the other's mixed batch. Attach only one (remove the other with `learn.remove_cb`), "
@@ -267,13 +268,76 @@ class MixRecord(dict):
                 for k,v in self.summary().items()]
         return '\n'.join([f"{'place':<24} {'batches':>8} {'mean weight':>12}", *rows]) if rows else 'MixRecord(nothing mixed)'
 
-# %% ../nbs/00_core.ipynb #59003c36
+# %% ../nbs/00_core.ipynb #d96f3073
+@dataclass(eq=False)
+class FitState:
+    "What a callback knows for one fit: its generators, the places fixed at the first training batch, the record"
+    rng:np.random.Generator|None=None  # weights, places, boxes (NumPy); None: seeded at the first training batch
+    gens:dict=field(default_factory=dict)  # PyTorch generators by device, seeded from `rng` on first use
+    record:MixRecord=field(default_factory=MixRecord)  # where it mixed: the last fit's stays readable until the next one trains
+    lr_finding:bool=False         # `lr_find` runs this fit: nothing is mixed
+    plan:list|None=None           # `[(name, module, Place)]`, fixed at the fit's first training batch (None: not yet)
+    compiled:bool=False           # the model is compiled: one hook per place for the whole fit, traced once
+    hooks:list=field(default_factory=list)  # those hooks' handles
+    extra:dict=field(default_factory=dict)  # what a method fixes for the fit (PatchUp: the patch grid of token places)
+
+@dataclass(eq=False)
+class BatchState:
+    "What a callback knows for one training batch; `end_batch` removes its hooks and drops it"
+    params:MixParams              # the batch's draw
+    armed:int|None=None           # index in the plan of the place whose hook is to mix (None: nothing to do in the forward pass)
+    call:int=0                    # which call of the place's module carries the whole signal (a module called twice)
+    calls:int=0                   # calls of it seen so far in this forward pass
+    yb:tuple|None=None            # the targets, between `after_pred` and `after_loss`
+    hooks:list=field(default_factory=list)  # this batch's hook handles
+
+class SetAside(tuple):
+    "Targets that callbacks can still read (`yb[0]`, iteration) but whose `len` is 0, so fastai's training step computes no loss on them"
+    def __len__(self): return 0
+
+# %% ../nbs/00_core.ipynb #8e8c9b82
+def _inert(*args): return None  # what a fastmix hook becomes when its model is copied or pickled
+
+class WeakHook:
+    "A forward (pre-)hook that calls `cb.<meth>(hook, *args, module, ...)`; holds only a weak reference to the callback"
+    def __init__(self, cb, meth:str, *args):
+        self.ref,self.meth,self.args = weakref.ref(cb),meth,args
+        self.handle,self.target = None,None  # target: a weak reference to the one module a global hook acts on
+
+    def __call__(self, module, *a):
+        cb = self.ref()
+        if cb is None: return self.remove()  # the callback is gone: nothing left to mix
+        if self.target is not None and module is not self.target(): return cb._idle(self)
+        return getattr(cb, self.meth)(self, *self.args, module, *a)
+
+    def remove(self):
+        if self.handle is not None: self.handle.remove()
+
+    def acts_on(self, model:nn.Module) -> bool:
+        "Whether this hook was registered for a module of `model`"
+        t = None if self.target is None else self.target()
+        return t is not None and any(m is t for m in model.modules())
+
+    # a copy of the model (EMA, SWA, `deepcopy`) or a saved one carries no mixing and no reference to the Learner
+    def __deepcopy__(self, memo): return _inert
+    def __reduce__(self): return (_inert_hook, ())
+
+def _inert_hook(): return _inert
+
+def global_hook(hook:WeakHook, pre:bool=False) -> WeakHook:
+    "Register `hook` for every module's forward (pre-)hook, outside any model: copying or saving a model never sees it"
+    reg = torch.nn.modules.module.register_module_forward_pre_hook if pre else torch.nn.modules.module.register_module_forward_hook
+    hook.handle = reg(hook)
+    return hook
+
+# %% ../nbs/00_core.ipynb #619c8956
 class MixCallback(Callback):
     "Base of the fastmix callbacks: pairs, weights, place, hook, loss and clean-up; a method says how to `draw` and `mix`"
     # after_loss must run before GradientAccumulation (6) and MixedPrecision (10); before_train before fastai's MixUp (0)
     order,run_valid = -1,False
     mixes_batches = True       # at most one callback that mixes batches per Learner (`check_learner`)
     input_ndim = None          # the input ranks `mix` accepts at the input (CutMix: 3 or 4), None: any
+    _stateattrs = ('fit_state', 'batch_state')  # fastai's `Stateful`: not pickled (`learn.export`), made anew when loaded
     # fastai's Callback.__setattr__ looks the name up on the Learner (to warn of shadowing); torch.compile cannot trace that
     # from inside a hook, so the engine's state is set plainly
     __setattr__ = object.__setattr__
@@ -291,12 +355,12 @@ class MixCallback(Callback):
     ):
         self.alpha,self.p = check_alpha_schedule(alpha),check_number(p, 'p')
         self.stop_at = None if stop_at is None else check_number(stop_at, 'stop_at', lo_open=True)
-        self.seed = check_int(seed, 'seed', lo=-2**63, none_ok=True)
+        self.seed = check_int(seed, 'seed', none_ok=True)  # NumPy seeds are non-negative
         self.per_sample,self.distinct = bool(per_sample),bool(distinct)
         self.places,self.mix_input,self.prediction = check_places(places),mix_input,prediction
-        self.rng,self.plan,self.record,self.params = None,None,MixRecord(),None
-        self._gens,self._hooks,self._fit_hooks,self._yb,self._armed,self._calls,self._call = {},[],[],None,None,0,0
-        self._compiled = False  # a plain bool: compiled code guards on it cheaply (not on the list of hook handles)
+        self._init_state()
+
+    def _init_state(self): self.fit_state,self.batch_state = FitState(),None
 
     # ---- what a method says: how it draws a batch's randomness, how it mixes a tensor, where it mixes by default
     def draw(self, shape:tuple, device, place:str='input', info:Place|None=None) -> MixParams:
@@ -304,9 +368,9 @@ class MixCallback(Callback):
         lam = self.sample_weights(shape[0])
         return MixParams(self.partners(shape[0], device), lam, lam, place)
 
-    def mix(self, h:Tensor, params:MixParams) -> tuple:
-        "`(mixed h, weight of each sample's own target)`"
-        raise NotImplementedError(f"{type(self).__name__} must define `mix(h, params)`")
+    def mix(self, h:Tensor, params:MixParams) -> Tensor:
+        "`h` mixed with its partners `h[params.perm]`; here as MixUp: `lam*h + (1-lam)*h[perm]`"
+        return mixup(h, params.perm, params.lam)
 
     def mix_targets(self, yb:tuple, params:MixParams) -> tuple|None:
         "Targets mixed exactly like the input (dense targets, e.g. masks), or None to blend the loss by `params.weight`"
@@ -316,7 +380,159 @@ class MixCallback(Callback):
         "Hidden places used when none are given, from what `find_places` found (none for input-only methods)"
         return []
 
-# %% ../nbs/00_core.ipynb #4cf64346
+    # ---- the fit
+    def before_fit(self): self.start_fit()
+
+    def start_fit(self):
+        "A new fit state: the generators kept when seeded, the last fit's record readable until this fit trains"
+        self.end_batch(); self.end_fit()
+        old,seeded = self.fit_state,self.seed is not None
+        self.fit_state = FitState(old.rng if seeded else None, old.gens if seeded else {}, old.record,
+                                  lr_finding=any(isinstance(cb, LRFinder) for cb in self.learn.cbs))
+
+    # refused when training starts, before fastai's MixUp (order 0) swaps the loss function: not in `before_fit`, which also
+    # runs in get_preds/validate, where fastai would keep its lock after an exception
+    def before_train(self): check_learner(self.learn, self)
+
+    def prepare(self, xb:tuple):
+        "Check the fit's first training batch and fix its places; raises before anything is changed"
+        use_input = self.mix_input
+        if use_input is None: use_input = all(torch.is_tensor(x) and x.is_floating_point() for x in xb)
+        if use_input: self.check_input(xb)
+        plan = plan_places(self, self.learn.model, xb, use_input)
+        f = self.fit_state
+        f.plan,f.record,f.compiled = plan,MixRecord(),_is_compiled(self.learn.model)
+        if f.compiled:  # compiled code sees only hooks that exist when it is traced: one per place, for the fit
+            f.hooks = [self._register(WeakHook(self, '_mix_place', k), m) for k,(_,m,_) in enumerate(plan) if m is not None]
+
+    def end_fit(self):
+        "Remove the hooks registered for the whole fit (under `torch.compile`)"
+        for h in self.fit_state.hooks: h.remove()
+        self.fit_state.hooks = []
+
+    # ---- a training batch
+    def before_batch(self):
+        self.end_batch()
+        xb,f = self.learn.xb,self.fit_state
+        if f.plan is None: self.prepare(xb)
+        if f.rng is None: self.reseed()
+        if not self._wants_mix(): return f.record.add('(not mixed)', None)
+        k = int(f.rng.integers(len(f.plan))) if len(f.plan) > 1 else 0
+        name,module,info = f.plan[k]
+        dev = xb[0].device
+        params = self.draw(xb[0].shape if module is None else (find_bs(xb), *info.shape), dev, name, info)
+        self.batch_state = b = BatchState(params)
+        if module is None: self.learn.xb = tuple(self.mix(x, params) for x in xb)
+        else:
+            if f.compiled and isinstance(params.lam, float):  # a float would be compiled in as a constant
+                params.lam = torch.full((), params.lam, device=dev)  # filled by a kernel on the device: no copy, no sync
+            b.armed,b.call = k,info.call
+            # the place mixes only in the forward pass of this step's own batch: a hook left by an interruption is inert
+            b.hooks.append(self._register(WeakHook(self, '_check_step'), self.learn.model, pre=True))
+            if not f.compiled: b.hooks.append(self._register(WeakHook(self, '_mix_place', k), module))
+        f.record.add(name, params.weight)
+
+    def _wants_mix(self) -> bool:
+        f = self.fit_state
+        if f.lr_finding or not len(self.learn.yb): return False
+        if self.stop_at is not None and self.learn.pct_train >= self.stop_at: return False
+        return self.p >= 1 or f.rng.random() < self.p
+
+    def after_pred(self):
+        b = self.batch_state
+        if b is None: return
+        if b.armed is not None:
+            name,compiled = b.params.place,self.fit_state.compiled
+            self.end_batch()
+            raise RuntimeError(f"{type(self).__name__} was to mix at {name!r}, but that module did not run in the forward "
+                               "pass. Pass places that the model's forward calls (`places=[...]`)." + (
+                               " Under torch.compile, code compiled before fastmix's hooks existed does not run them: "
+                               "call `torch._dynamo.reset()` (or compile the model again) before this fit." if compiled else ""))
+        # the Learner then skips its loss on the unmixed targets (one loss per batch); later callbacks still read them
+        b.yb,self.learn.yb = self.learn.yb,SetAside(self.learn.yb)
+
+    def after_loss(self):
+        b = self.batch_state
+        if b is None or b.yb is None: return
+        yb,b.yb = b.yb,None
+        self.learn.yb = yb
+        self.learn.loss_grad = self.mixed_loss(self.learn.pred, yb, b.params)
+        self.learn.loss = self.learn.loss_grad.clone()
+
+    def mixed_loss(self, pred, yb:tuple, params:MixParams) -> Tensor:
+        "The Learner's loss on the batch mixed with `params`, reduced as the Learner's loss reduces"
+        lf,dense = self.learn.loss_func,self.mix_targets(yb, params)
+        return lf(pred, *dense) if dense is not None else blend_loss(lf, pred, yb, params.perm, params.weight)
+
+    def end_batch(self):
+        "Remove this batch's hooks and drop its state; targets set aside go back to the Learner"
+        b,self.batch_state = self.batch_state,None
+        if b is None: return
+        for h in b.hooks: h.remove()
+        if b.yb is not None: self.learn.yb = b.yb
+
+    def after_batch(self): self.end_batch()
+    def after_cancel_batch(self): self.end_batch()
+    def after_cancel_train(self): self.end_batch()
+    def after_cancel_epoch(self): self.end_batch()
+    def after_cancel_fit(self): self.end_batch(); self.end_fit()
+    def after_fit(self): self.end_batch(); self.end_fit()
+
+    # ---- the hooks: `WeakHook`s that call these
+    def _register(self, hook:WeakHook, module:nn.Module, pre:bool=False) -> WeakHook:
+        "Register `hook` for `module`: outside the model when eager (copies and saves of it never see it); on it when compiled"
+        if not self.fit_state.compiled: hook.target = weakref.ref(module); return global_hook(hook, pre)
+        hook.handle = module.register_forward_pre_hook(hook) if pre else module.register_forward_hook(hook, prepend=True)
+        return hook
+
+    def _idle(self, hook:WeakHook):
+        "A global hook saw another module: it removes itself once its batch no longer needs it (left by an interruption)"
+        if self.batch_state is None or self.batch_state.armed is None: hook.remove()
+
+    def _check_step(self, hook:WeakHook, model, args):
+        "The model's pre-hook: the place stays armed only for the forward pass of this step's own batch"
+        b,xb = self.batch_state,(self.learn.xb if self.learn is not None else ())  # the inputs fastai passes to the model
+        if b is None or (len(args) and len(xb) and args[0] is not xb[0]):  # another call (left by an interruption): never mixes
+            if b is not None: b.armed = None
+            if not self.fit_state.compiled: hook.remove()
+
+    def _mix_place(self, hook:WeakHook, k:int, module, args, out):
+        "Mix the output of place `k` at the module's call that carries the whole signal, in this step's forward pass only"
+        b,compiled = self.batch_state,self.fit_state.compiled
+        if b is None or b.armed != k:
+            if not compiled: hook.remove()  # left by an interrupted step: inert, and gone at its first call
+            return
+        if b.calls < b.call: b.calls += 1; return  # an earlier call of a module called twice
+        b.armed = None
+        if not compiled:
+            for h in b.hooks: h.remove()
+        if not torch.is_tensor(out):
+            raise TypeError(f"{type(self).__name__}: module {b.params.place!r} returned a {type(out).__name__}, but only a "
+                            "tensor can be mixed. Choose a place whose output is a tensor (`places=[...]`).")
+        if out.shape[0] != len(b.params.perm):
+            raise ValueError(f"{type(self).__name__}: the output of {b.params.place!r} has shape {tuple(out.shape)}, whose "
+                             f"first dimension is not the batch size {len(b.params.perm)}. Choose a place that keeps the batch first.")
+        return self.mix(out, b.params)
+
+    # ---- what users and tests read
+    @property
+    def params(self) -> MixParams|None:
+        "This batch's draw, None when it is not mixed"
+        return None if self.batch_state is None else self.batch_state.params
+    @property
+    def plan(self) -> list|None:
+        "The fit's places `[(name, module, Place)]`, 'input' first if it is used"
+        return self.fit_state.plan
+    @property
+    def record(self) -> MixRecord:
+        "Where it mixed in the last fit that trained"
+        return self.fit_state.record
+    @property
+    def rng(self) -> np.random.Generator|None:
+        "The fit's NumPy generator, for a method's `draw`"
+        return self.fit_state.rng
+
+# %% ../nbs/00_core.ipynb #e35e1c59
 @patch
 def sample_weights(self:MixCallback, bs:int):
     "`lam ~ Beta(alpha, alpha)`: a float, or one per sample (`per_sample`)"
@@ -337,32 +553,16 @@ def current_alpha(self:MixCallback) -> float:
 @patch
 def generator(self:MixCallback, device) -> torch.Generator:
     "The callback's PyTorch generator on `device`, made on first use from its NumPy generator"
-    key = str(torch.device(device))
-    if key not in self._gens: self._gens[key] = torch.Generator(device=device).manual_seed(int(self.rng.integers(2**62)))
-    return self._gens[key]
+    key,gens = str(torch.device(device)),self.fit_state.gens
+    if key not in gens: gens[key] = torch.Generator(device=device).manual_seed(int(self.rng.integers(2**62)))
+    return gens[key]
 
 @patch
 def reseed(self:MixCallback):
     "Seed the generators as at the first training batch of a fit"
-    self.rng,self._gens = seeded_rng(self.seed),{}
+    self.fit_state.rng,self.fit_state.gens = seeded_rng(self.seed),{}
 
-# %% ../nbs/00_core.ipynb #fbb1bffd
-@patch
-def before_fit(self:MixCallback): self.start_fit()
-
-@patch
-def start_fit(self:MixCallback):
-    "Forget the places and hooks of an earlier fit (a callback holding this one, as `MixOneOf`, calls it)"
-    self.end_batch(fit=True)
-    self.plan = None  # the record stays readable until the next fit trains: get_preds and validate run this event too
-    self._lr_finding = any(isinstance(cb, LRFinder) for cb in self.learn.cbs)
-    if self.seed is None: self.rng = None  # seeded at the first training batch, so get_preds/validate draw nothing
-
-# refused when training starts, before fastai's MixUp (order 0) swaps the loss function: not in `before_fit`, which also
-# runs in get_preds/validate, where fastai would keep its lock after an exception
-@patch
-def before_train(self:MixCallback): check_learner(self.learn, self)
-
+# %% ../nbs/00_core.ipynb #cb64d057
 @patch
 def check_input(self:MixCallback, xb:tuple):
     "Raise a clear error if the inputs cannot be mixed at the input"
@@ -377,132 +577,6 @@ def check_input(self:MixCallback, xb:tuple):
                              f"signals (batch, channels, length), but input {i} has shape {tuple(x.shape)}. "
                              "Use MixUp for other data.")
 
-@patch
-def prepare(self:MixCallback, xb:tuple):
-    "Check the first batch and fix the fit's places in `self.plan`; raises before anything is changed"
-    self.record = MixRecord()  # a new fit trains: a new record
-    use_input = self.mix_input
-    if use_input is None: use_input = all(torch.is_tensor(x) and x.is_floating_point() for x in xb)
-    if use_input: self.check_input(xb)
-    self.plan = plan_places(self, self.learn.model, xb, use_input)
-    self._compiled = _is_compiled(self.learn.model)
-    if self._compiled:  # compiled code sees only hooks that exist when it is traced: one per place, for the fit
-        self._fit_hooks = [m.register_forward_hook(partial(self._place_hook, k), prepend=True)
-                           for k,(_,m,_) in enumerate(self.plan) if m is not None]
-
-# %% ../nbs/00_core.ipynb #0e7aa28f
-@patch
-def before_batch(self:MixCallback):
-    self.end_batch()
-    xb = self.learn.xb
-    if self.plan is None: self.prepare(xb)
-    if self.rng is None: self.reseed()
-    if not self._wants_mix(): return self.record.add('(not mixed)', None)
-    k = int(self.rng.integers(len(self.plan))) if len(self.plan) > 1 else 0
-    name,module,info = self.plan[k]
-    bs,dev = find_bs(xb),xb[0].device
-    params = self.draw(xb[0].shape if module is None else (bs, *info.shape), dev, name, info)
-    if module is None: self.learn.xb = tuple(self.mix(x, params)[0] for x in xb)
-    else:
-        if self._compiled and isinstance(params.lam, float):  # a float would be compiled in as a constant
-            params.lam = torch.full((), params.lam, device=dev)  # filled by a kernel on the device: no copy, no sync
-        self._armed,self._calls,self._call = k,0,info.call
-        if not self._compiled: self._hooks.append(module.register_forward_hook(partial(self._place_hook, k), prepend=True))
-        # the place mixes only in the forward pass of this step's own batch: a hook left by an interruption is inert
-        self._hooks.append(self.learn.model.register_forward_pre_hook(self._check_step))
-    self.params = params
-    self.record.add(name, params.weight)
-
-@patch
-def _wants_mix(self:MixCallback) -> bool:
-    if self._lr_finding or not len(self.learn.yb): return False
-    if self.stop_at is not None and self.learn.pct_train >= self.stop_at: return False
-    return self.p >= 1 or self.rng.random() < self.p
-
-@patch
-def _check_step(self:MixCallback, model, args):
-    "Pre-hook on the whole model: the place stays armed only for the forward pass of this step's own batch"
-    xb = self.learn.xb if self.learn is not None else ()
-    if self.params is None or (len(args) and len(xb) and args[0] is not xb[0]): self._armed = None
-
-@patch
-def _place_hook(self:MixCallback, k:int, module, args, out):
-    "Mix the output of place `k` at the module's call that carries the whole signal, in this step's forward pass only"
-    if self._armed != k:
-        if not self._compiled: self.remove_hooks()  # left by an interrupted step: inert, and gone at its first call
-        return
-    if self._calls < self._call: self._calls += 1; return  # an earlier call of a module called twice
-    self._armed = None
-    if not self._compiled: self.remove_hooks()
-    if not torch.is_tensor(out):
-        raise TypeError(f"{type(self).__name__}: module {self.params.place!r} returned a {type(out).__name__}, but only a "
-                        "tensor can be mixed. Choose a place whose output is a tensor (`places=[...]`).")
-    if out.shape[0] != len(self.params.perm):
-        raise ValueError(f"{type(self).__name__}: the output of {self.params.place!r} has shape {tuple(out.shape)}, whose "
-                         f"first dimension is not the batch size {len(self.params.perm)}. Choose a place that keeps the batch first.")
-    return self.mix(out, self.params)[0]
-
-# %% ../nbs/00_core.ipynb #2c079e19
-@patch
-def after_pred(self:MixCallback):
-    if self.params is None: return
-    if self._armed is not None:
-        name,compiled = self.params.place,self._compiled
-        self.end_batch()
-        raise RuntimeError(f"{type(self).__name__} was to mix at {name!r}, but that module did not run in the forward "
-                           "pass. Pass places that the model's forward calls (`places=[...]`)." + (
-                           " Under torch.compile, code compiled before fastmix's hooks existed does not run them: "
-                           "call `torch._dynamo.reset()` (or compile the model again) before this fit." if compiled else ""))
-    self._yb,self.learn.yb = self.learn.yb,()  # the Learner then skips its loss on the unmixed targets: one loss per batch
-
-@patch
-def after_loss(self:MixCallback):
-    if self._yb is None: return
-    yb,self._yb = self._yb,None
-    self.learn.yb = yb
-    self.learn.loss_grad = self.mixed_loss(self.learn.pred, yb, self.params)
-    self.learn.loss = self.learn.loss_grad.clone()
-
-@patch
-def mixed_loss(self:MixCallback, pred, yb:tuple, params:MixParams) -> Tensor:
-    "The Learner's loss on the batch mixed with `params`, reduced as the Learner's loss reduces"
-    lf,dense = self.learn.loss_func,self.mix_targets(yb, params)
-    return lf(pred, *dense) if dense is not None else blend_loss(lf, pred, yb, params.perm, params.weight)
-
-# %% ../nbs/00_core.ipynb #d1f08748
-@patch
-def end_batch(self:MixCallback, fit:bool=False):
-    "Forget this batch's draw and remove its hooks (with `fit`, the fit's too); targets set aside go back to the Learner"
-    if self._yb is not None: self.learn.yb,self._yb = self._yb,None
-    self.remove_hooks(fit)
-    self.params,self._armed = None,None
-
-@patch
-def remove_hooks(self:MixCallback, fit:bool=False):
-    "Remove this batch's hooks, and with `fit` those registered for the whole fit (under `torch.compile`)"
-    for h in self._hooks + (self._fit_hooks if fit else []): h.remove()
-    self._hooks = []
-    if fit: self._fit_hooks = []
-
-@patch
-def after_batch(self:MixCallback): self.end_batch()
-
-@patch
-def after_cancel_batch(self:MixCallback): self.end_batch()
-
-@patch
-def after_cancel_train(self:MixCallback): self.end_batch()
-
-@patch
-def after_cancel_epoch(self:MixCallback): self.end_batch()
-
-@patch
-def after_cancel_fit(self:MixCallback): self.end_batch(fit=True)
-
-@patch
-def after_fit(self:MixCallback): self.end_batch(fit=True)
-
-# %% ../nbs/00_core.ipynb #6c7077b5
 @patch(as_prop=True)
 def place(self:MixCallback) -> tuple|None:
     "This batch's place `(name, module, what find_places knows)`, module None at the input; None when not mixed"
@@ -513,15 +587,11 @@ def place(self:MixCallback) -> tuple|None:
 @torch.no_grad()
 def mix_batch(self:MixCallback, xb:tuple, yb:tuple=()) -> tuple:
     "Mix one batch at the input as a training step does: `(mixed xb, mixed yb)`, the draw in `self.params`"
+    self.end_batch()
     if self.rng is None: self.reseed()
-    self.params = p = self.draw(xb[0].shape, xb[0].device)
-    return tuple(self.mix(x, p)[0] for x in xb),(self.mix_targets(yb, p) or yb)
-
-@patch
-def __getstate__(self:MixCallback):
-    "Pickle (e.g. `learn.export`) the configuration only: no generators, hooks, places or batch draw"
-    return {**self.__dict__, 'rng': None, '_gens': {}, '_hooks': [], '_fit_hooks': [], 'params': None, 'plan': None,
-            'record': MixRecord(), '_yb': None, '_armed': None}
+    p = self.draw(xb[0].shape, xb[0].device)
+    self.batch_state = BatchState(p)
+    return tuple(self.mix(x, p) for x in xb),(self.mix_targets(yb, p) or yb)
 
 # %% ../nbs/00_core.ipynb #2b21cccf
 def show_mixed(cb:MixCallback, dls:DataLoaders, n:int=8, nrows:int=2, figsize=None, b=None):

@@ -76,12 +76,12 @@ class CutMix(MixCallback):
 
     def draw(self, shape:tuple, device, place:str='input', info=None) -> BoxParams: return draw_box(self, shape, device, place)
 
-    def mix(self, h:Tensor, params:BoxParams) -> tuple:
-        "`h` with the box taken from its partner; the own target keeps the exact share outside the box"
+    def mix(self, h:Tensor, params:BoxParams) -> Tensor:
+        "`h` with the box taken from its partner (the own target keeps the exact share outside it: `params.weight`)"
         if h.ndim < 2 + len(params.box):
             raise ValueError(f"{type(self).__name__} needs inputs with {len(params.box)} spatial dimensions after (batch, channels), "
                              f"got shape {tuple(h.shape)}.")
-        return paste_box(h, params.perm, params.box),params.weight
+        return paste_box(h, params.perm, params.box)
 
     def mix_targets(self, yb:tuple, params:BoxParams) -> tuple|None:
         "Paste the box into per-pixel targets (segmentation masks) too"

@@ -21,10 +21,6 @@ class ManifoldMixup(MixCallback):
         mix_input:bool|None=None,  # also mix at the input; None: when every input is a float tensor
         **kwargs): super().__init__(alpha, places=places, mix_input=mix_input, **kwargs)
 
-    def mix(self, h:Tensor, params:MixParams) -> tuple:
-        "`lam*h + (1-lam)*h[perm]` at the input or a hidden place; the own target keeps `lam`"
-        return mixup(h, params.perm, params.lam),params.weight
-
     def default_places(self, found:Places) -> list:
         "The first two stages (Verma et al.: the input, `layer1` and `layer2` of a ResNet)"
         return hidden_stages(self, found, 2)

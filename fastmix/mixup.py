@@ -19,10 +19,6 @@ class MixUp(MixCallback):
         alpha:float|Callable=0.4, # Beta(alpha, alpha) parameter of `lam`, or a schedule of it (fastai's default)
         **kwargs): super().__init__(alpha, **kwargs)
 
-    def mix(self, h:Tensor, params:MixParams) -> tuple:
-        "`lam*h + (1-lam)*h[perm]`; the own target keeps `lam`"
-        return mixup(h, params.perm, params.lam),params.weight
-
     def prepare(self, xb:tuple):
         "On token ids, mix at the embedding's output (wordMixup) when the embedding runs once on the whole batch"
         if all(torch.is_tensor(x) and x.is_floating_point() for x in xb): return super().prepare(xb)

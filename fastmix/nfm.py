@@ -68,9 +68,9 @@ class NoisyFeatureMixup(MixCallback):
         noise = feature_noise(shape, *levels, g, device) if len(shape) > 1 else (None, None)
         return NoiseParams(perm, lam, lam, place, levels, noise, g)
 
-    def mix(self, h:Tensor, params:NoiseParams) -> tuple:
-        "Mixed as Manifold Mixup, then the batch's noise; the own target keeps `lam`"
-        mixed = mixup(h, params.perm, params.lam)
+    def mix(self, h:Tensor, params:NoiseParams) -> Tensor:
+        "Mixed as Manifold Mixup (the own target keeps `lam`), then the batch's noise"
+        mixed = super().mix(h, params)
         if all(t is None or t.shape == h.shape for t in params.noise):
-            return add_feature_noise(mixed, 0., 0., noise=params.noise),params.weight  # no Python float: compiled code stays general
-        return add_feature_noise(mixed, *params.levels, params.generator),params.weight
+            return add_feature_noise(mixed, 0., 0., noise=params.noise)  # no Python float: compiled code stays general
+        return add_feature_noise(mixed, *params.levels, params.generator)

@@ -27,6 +27,7 @@ def _check_oneof(methods, probs) -> tuple:
 class MixOneOf(Callback):
     "Mix each training batch with one of `methods`, drawn with probabilities `probs`"
     order,run_valid,mixes_batches = -1,False,True  # as the methods it holds: at most one mixing callback per Learner
+    _stateattrs = ('rng', 'active', 'ready')  # fastai's `Stateful`: not pickled, made anew when loaded
 
     def __init__(self,
         methods:list,             # fastmix callbacks, e.g. `[MixUp(1.), CutMix(1.)]`, each with its own settings
@@ -34,89 +35,77 @@ class MixOneOf(Callback):
         seed:int|None=None,       # seed of the draw, and of the methods built without a seed
     ):
         self.methods,self.probs = _check_oneof(methods, probs)
-        self.seed,self.rng,self.active,self.ready = check_int(seed, 'seed', lo=-2**63, none_ok=True),None,None,False
+        self.seed = check_int(seed, 'seed', none_ok=True)
         for i,m in enumerate(self.methods):
             if seed is not None and m.seed is None: m.seed = seed + i + 1
+        self._init_state()
+
+    def _init_state(self): self.rng,self.active,self.ready = None,None,False
 
     def _choose(self):
         if self.rng is None: self.rng = seeded_rng(self.seed)
         self.active = self.methods[self.rng.choice(len(self.methods), p=self.probs)]
 
-# %% ../nbs/07a_oneof.ipynb #e5500739
-@patch
-def before_train(self:MixOneOf): check_learner(self.learn, self)
+    # ---- the events: the drawn method does all of a batch's work
+    def before_train(self): check_learner(self.learn, self)
 
-@patch
-def before_fit(self:MixOneOf):
-    self.active,self.ready = None,False
-    if self.seed is None: self.rng = None
-    for m in self.methods: m.learn = self.learn; m.start_fit()
+    def before_fit(self):
+        self.active,self.ready = None,False
+        if self.seed is None: self.rng = None
+        for m in self.methods: m.learn = self.learn; m.start_fit()
 
-@patch
-def before_batch(self:MixOneOf):
-    self._end_batch()
-    if not self.ready:  # check every method on the first batch, before anything changes
-        for m in self.methods: m.prepare(self.learn.xb)
-        self.ready = True
-    self._choose()
-    self.active.before_batch()
+    def before_batch(self):
+        self.end_batch()
+        if not self.ready:  # check every method on the first batch, before anything changes
+            for m in self.methods: m.prepare(self.learn.xb)
+            self.ready = True
+        self._choose()
+        self.active.before_batch()
 
-@patch
-def after_pred(self:MixOneOf):
-    if self.active is not None: self.active.after_pred()
+    def after_pred(self):
+        if self.active is not None: self.active.after_pred()
 
-@patch
-def after_loss(self:MixOneOf):
-    if self.active is not None: self.active.after_loss()
+    def after_loss(self):
+        if self.active is not None: self.active.after_loss()
 
-# %% ../nbs/07a_oneof.ipynb #a73d11f4
-@patch
-def _end_batch(self:MixOneOf, fit:bool=False):
-    for m in self.methods: m.end_batch(fit)
-    self.active = None
+    # ---- clean-up of every method it holds
+    def end_batch(self):
+        for m in self.methods: m.end_batch()
+        self.active = None
 
-@patch
-def after_batch(self:MixOneOf): self._end_batch()
+    def end_fit(self):
+        self.end_batch()
+        for m in self.methods: m.end_fit()
 
-@patch
-def after_cancel_batch(self:MixOneOf): self._end_batch()
+    def after_batch(self): self.end_batch()
+    def after_cancel_batch(self): self.end_batch()
+    def after_cancel_train(self): self.end_batch()
+    def after_cancel_epoch(self): self.end_batch()
+    def after_cancel_fit(self): self.end_fit()
+    def after_fit(self): self.end_fit()
 
-@patch
-def after_cancel_train(self:MixOneOf): self._end_batch()
+    # ---- what it shows of the batch and of the fit
+    @property
+    def params(self):
+        "The active method's draw for this batch, or None"
+        return None if self.active is None else self.active.params
 
-@patch
-def after_cancel_epoch(self:MixOneOf): self._end_batch()
+    @property
+    def place(self):
+        "The active method's place for this batch, or None when the batch is not mixed"
+        return None if self.active is None else self.active.place
 
-@patch
-def after_cancel_fit(self:MixOneOf): self._end_batch(fit=True)
-
-@patch
-def after_fit(self:MixOneOf): self._end_batch(fit=True)
+    @property
+    def record(self) -> MixRecord:
+        "Where each method mixed in the last fit, as `'Method @ place'`"
+        r = MixRecord()
+        for m in self.methods: r.update({f"{type(m).__name__} @ {k}":v for k,v in m.record.items()})
+        return r
 
 # %% ../nbs/07a_oneof.ipynb #5a133127
-@patch(as_prop=True)
-def params(self:MixOneOf):
-    "The active method's draw for this batch, or None"
-    return None if self.active is None else self.active.params
-
-@patch(as_prop=True)
-def place(self:MixOneOf):
-    "The active method's place for this batch, or None when the batch is not mixed"
-    return None if self.active is None else self.active.place
-
-@patch(as_prop=True)
-def record(self:MixOneOf) -> MixRecord:
-    "Where each method mixed in the last fit, as `'Method @ place'`"
-    r = MixRecord()
-    for m in self.methods: r.update({f"{type(m).__name__} @ {k}":v for k,v in m.record.items()})
-    return r
-
 @patch
 @torch.no_grad()
 def mix_batch(self:MixOneOf, xb:tuple, yb:tuple=()) -> tuple:
     "Mix one batch at the input with a method drawn as in training: `(mixed xb, mixed yb)`"
     self._choose()
     return self.active.mix_batch(xb, yb)
-
-@patch
-def __getstate__(self:MixOneOf): return {**self.__dict__, 'active': None, 'rng': None, 'ready': False}

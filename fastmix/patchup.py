@@ -67,43 +67,38 @@ class PatchUp(MixCallback):
                              "for this model, or pass `places=[...]` whose outputs are feature maps.")
         return maps[:2]
 
-# %% ../nbs/07_patchup.ipynb #10bd5293
-@patch
-def prepare(self:PatchUp, xb:tuple):
-    "The engine's set-up, then the patch grid of each place whose output is a token sequence"
-    MixCallback.prepare(self, xb)  # the engine's set-up (a patched method has no zero-argument super())
-    self.grids = {n:token_grid(info.shape[0], tuple(xb[0].shape[-2:]), n) for n,_,info in self.plan
-                  if info is not None and info.layout == 'seq'}
+    def prepare(self, xb:tuple):
+        "The engine's set-up, then the patch grid of each place whose output is a token sequence"
+        super().prepare(xb)
+        self.fit_state.extra['grids'] = {n:token_grid(info.shape[0], tuple(xb[0].shape[-2:]), n) for n,_,info in self.plan
+                                         if info is not None and info.layout == 'seq'}
 
-@patch
-def draw(self:PatchUp, shape:tuple, device, place:str='input', info:Place|None=None) -> BoxParams:
-    "At the input, CutMix's box; at a hidden map, `lam`, partners and the blocks, with the kept share as the weight"
-    if place == 'input': return draw_box(self, shape, device, place)
-    bs = shape[0]
-    lam = self.sample_weights(bs)
-    for _ in range(2): self.rng.random(bs if self.per_sample else None)  # as the box's centre: the draws do not depend on the place
-    perm = self.partners(bs, device)
-    layout = info.layout if info is not None else 'nchw'
-    holes = map_holes(self, shape, layout, device, getattr(self, 'grids', {}).get(place)) if len(shape) in (3, 4) else None
-    return PatchParams(perm, lam, hole_weight(holes, lam, self.patchup_type == 'soft'), place, holes=holes,
-                       soft=self.patchup_type == 'soft')
+    def draw(self, shape:tuple, device, place:str='input', info:Place|None=None) -> BoxParams:
+        "At the input, CutMix's box; at a hidden map, `lam`, partners and the blocks, with the kept share as the weight"
+        if place == 'input': return draw_box(self, shape, device, place)
+        bs = shape[0]
+        lam = self.sample_weights(bs)
+        for _ in range(2): self.rng.random(bs if self.per_sample else None)  # as the box's centre: the draws do not depend on the place
+        perm = self.partners(bs, device)
+        layout = info.layout if info is not None else 'nchw'
+        grid = self.fit_state.extra.get('grids', {}).get(place)
+        holes = map_holes(self, shape, layout, device, grid) if len(shape) in (3, 4) else None
+        return PatchParams(perm, lam, hole_weight(holes, lam, self.patchup_type == 'soft'), place, holes=holes,
+                           soft=self.patchup_type == 'soft')
 
-# %% ../nbs/07_patchup.ipynb #a15c48f2
-@patch
-def mix(self:PatchUp, h:Tensor, params:BoxParams) -> tuple:
-    "CutMix at the input; blocks of the partner's map (hard) or of the mix (soft) at a hidden map"
-    if params.place == 'input': return paste_box(h, params.perm, params.box),params.weight
-    if params.holes is None or params.holes.shape != h.shape[1:]:
-        raise ValueError(f"PatchUp mixes feature maps (batch, channels, height, width) or (batch, channels, length), but the "
-                         f"output of {params.place!r} has shape {tuple(h.shape)}. Choose places whose outputs are feature maps (`places=[...]`).")
-    holes = params.holes.to(h.dtype)
-    if params.soft: holes = holes * (1 - as_weight(params.lam, h))  # the partner's share inside the blocks
-    return torch.lerp(h, h[params.perm], holes),params.weight
+    def mix(self, h:Tensor, params:BoxParams) -> Tensor:
+        "CutMix at the input; blocks of the partner's map (hard) or of the mix (soft) at a hidden map"
+        if params.place == 'input': return paste_box(h, params.perm, params.box)
+        if params.holes is None or params.holes.shape != h.shape[1:]:
+            raise ValueError(f"PatchUp mixes feature maps (batch, channels, height, width) or (batch, channels, length), but the "
+                             f"output of {params.place!r} has shape {tuple(h.shape)}. Choose places whose outputs are feature maps (`places=[...]`).")
+        holes = params.holes.to(h.dtype)
+        if params.soft: holes = holes * (1 - as_weight(params.lam, h))  # the partner's share inside the blocks
+        return torch.lerp(h, h[params.perm], holes)
 
-@patch
-def mix_targets(self:PatchUp, yb:tuple, params:BoxParams) -> tuple|None:
-    "At the input, paste the box into per-pixel targets too"
-    return paste_targets(yb, params) if params.place == 'input' else None
+    def mix_targets(self, yb:tuple, params:BoxParams) -> tuple|None:
+        "At the input, paste the box into per-pixel targets too"
+        return paste_targets(yb, params) if params.place == 'input' else None
 
 # %% ../nbs/07_patchup.ipynb #7de50c52
 def token_grid(n_tokens:int, image_hw:tuple, place:str='') -> tuple:

@@ -43,8 +43,11 @@ def quiet_fit(learn:Learner, n_epoch:int=1, lr:float=1e-3, one_cycle:bool=False,
 
 # %% ../nbs/00a_testing.ipynb #ff3e50d7
 def n_hooks(model:nn.Module) -> int:
-    "The number of forward and forward-pre hooks registered on `model` and all its submodules"
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+    "The forward and forward-pre hooks on `model` and its submodules, and the global module hooks that act on them (fastmix's)"
+    from torch.nn.modules import module as M
+    on_model = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+    glob = (*M._global_forward_hooks.values(), *M._global_forward_pre_hooks.values())
+    return on_model + sum(1 for h in glob if callable(getattr(h, 'acts_on', None)) and h.acts_on(model))
 
 # %% ../nbs/00a_testing.ipynb #7f74a8f9
 def first_draw(cb, shape, device='cpu', place:str='input', info=None):
