@@ -14,6 +14,7 @@ from fastai.callback.schedule import LRFinder
 from fastai.callback.mixup import MixHandler
 from fastai.layers import NoneReduce
 from .places import Place, Places, find_places, inner_model, eager_calls
+from .compiled import warn_compiled_rounding
 
 # %% auto #0
 __all__ = ['check_alpha', 'check_alpha_schedule', 'check_number', 'check_int', 'pair_perm', 'sample_lam', 'seeded_rng',
@@ -387,6 +388,7 @@ def prepare(self:MixCallback, xb:tuple):
     self.plan = plan_places(self, self.learn.model, xb, use_input)
     self._compiled = _is_compiled(self.learn.model)
     if self._compiled:  # compiled code sees only hooks that exist when it is traced: one per place, for the fit
+        warn_compiled_rounding(type(self).__name__, self.learn.model)  # inductor rounds otherwise than eager: say so
         self._fit_hooks = [m.register_forward_hook(partial(self._place_hook, k), prepend=True)
                            for k,(_,m,_) in enumerate(self.plan) if m is not None]
 
