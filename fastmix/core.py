@@ -14,6 +14,7 @@ from fastai.callback.schedule import LRFinder
 from fastai.callback.mixup import MixHandler
 from fastai.layers import NoneReduce
 from .places import Place, Places, find_places, inner_model, eager_calls
+from .compiled import warn_compiled_rounding
 
 # %% auto #0
 __all__ = ['check_alpha', 'check_alpha_schedule', 'check_number', 'check_int', 'pair_perm', 'sample_lam', 'seeded_rng',
@@ -403,6 +404,7 @@ class MixCallback(Callback):
         f = self.fit_state
         f.plan,f.record,f.compiled = plan,MixRecord(),_is_compiled(self.learn.model)
         if f.compiled:  # compiled code sees only hooks that exist when it is traced: one per place, for the fit
+            warn_compiled_rounding(type(self).__name__, self.learn.model)  # inductor rounds otherwise than eager: say so
             f.hooks = [self._register(WeakHook(self, '_mix_place', k), m) for k,(_,m,_) in enumerate(plan) if m is not None]
 
     def end_fit(self):
