@@ -384,6 +384,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'fastmix.places._split': ('places.html#_split', 'fastmix/places.py'),
                                 'fastmix.places._stage_end': ('places.html#_stage_end', 'fastmix/places.py'),
                                 'fastmix.places._stem': ('places.html#_stem', 'fastmix/places.py'),
+                                'fastmix.places._storage': ('places.html#_storage', 'fastmix/places.py'),
                                 'fastmix.places._train_state': ('places.html#_train_state', 'fastmix/places.py'),
                                 'fastmix.places._within': ('places.html#_within', 'fastmix/places.py'),
                                 'fastmix.places.dominators': ('places.html#dominators', 'fastmix/places.py'),

@@ -110,7 +110,7 @@ class ModuleCall:
     aliases:list=field(default_factory=list)         # the modules that returned this same tensor, innermost first
     out:str='tensor'                                 # what it returned: 'tensor', or the type of a non-float output
     grad:bool=True                                   # whether gradients were on during the call
-    embeds:bool=False                                # it took integer inputs only: the data flow starts at its output
+    embeds:bool=False                                # it embeds the model's integer inputs: the data flow starts at its output
     reason:str|None=None                             # why it is not a place (None: eligible, or an alias of an eligible call)
     rerun:bool=False                                 # it ran again in the backward pass (gradient checkpointing)
     dom:bool=False                                   # its output is a dominator: every path from the input to the prediction goes through it
@@ -122,6 +122,8 @@ class ModuleCall:
 def _related(a:str, b:str) -> bool: return a == b or not a or not b or a.startswith(b + '.') or b.startswith(a + '.')
 
 def _is_float(t) -> bool: return torch.is_tensor(t) and t.is_floating_point()
+
+def _storage(t:Tensor) -> int: return t.untyped_storage().data_ptr()  # one for a tensor and all its views
 
 CHUNKED = ('SentenceEncoder',)  # modules that run their inner module on chunks of the batch whose row count changes
 
@@ -164,9 +166,11 @@ def trace_calls(model:nn.Module,  # the model itself (no wrapper)
                 xb:tuple,         # its inputs, a few samples
                 pred=None,        # which output is the prediction (see `pick_prediction`)
                 train:bool=True,  # trace in train mode, as the training runs
+                from_input:bool=True, # only a module whose integer arguments include the model's integer inputs (or views of them) starts the data flow
                ) -> tuple:
     "Run `model` once on `xb` (in train mode: as in training) with hooks on every module: `(calls, flow, where)`"
     names = {id(m):n for n,m in model.named_modules()}
+    ids = {_storage(x) for x in xb if torch.is_tensor(x) and not x.is_floating_point()}  # token ids, categorical codes
     calls,counts,sources,seq,made,began = [],{},[],[0],{},{}  # made: (id, version) of an output -> (its call, consumers, the tensor)
     leaves,rerun,backward = [],set(),[False]  # rerun: modules run again during backward (gradient checkpointing)
     def source(t):
@@ -183,8 +187,9 @@ def trace_calls(model:nn.Module,  # the model itself (no wrapper)
             what = f'{out.dtype} tensor' if torch.is_tensor(out) else type(out).__name__
             calls.append(ModuleCall(name, m, i, seq[0], start=began[id(m)], out=what)); return
         ts = [a for a in args if torch.is_tensor(a)]
-        embeds = bool(name and ts and not any(a.is_floating_point() for a in ts))
-        if embeds: out = source(out)  # an embedding: the data flow starts here
+        embeds = bool(name and ts and not any(a.is_floating_point() for a in ts)
+                      and (not from_input or any(_storage(a) in ids for a in ts)))  # not positions from a buffer
+        if embeds: out = source(out)  # an embedding of the input: the data flow starts here
         c = ModuleCall(name, m, i, seq[0], out.grad_fn, tuple(out.shape), (id(out), out._version), began[id(m)],
                        grad=torch.is_grad_enabled(), embeds=embeds)
         made.setdefault(c.tkey, (c, [], out))
@@ -247,6 +252,8 @@ def eligible_calls(model:nn.Module,  # the model itself (no wrapper)
                   ) -> tuple:
     "`(eligible, calls, where)`: the module calls whose output carries the whole signal (one per tensor, outermost name), all calls, and which output was the prediction"
     calls,flow,where = trace_calls(model, xb, pred, train)
+    if not flow[4] and any(c.out == 'tensor' for c in calls):  # ids made anew from the input (`x.long()`): any integer-only module
+        calls,flow,where = trace_calls(model, xb, pred, train, from_input=False)
     bs = next(x.shape[0] for x in xb if torch.is_tensor(x))
     chunked = [n for n,m in model.named_modules() if n and _has_class(m, CHUNKED)]
     _judge(model, calls, flow, bs, where, chunked)
@@ -414,20 +421,24 @@ def _early(pairs:list, bypassed, depth) -> list:
 
 def _leaf(p:Place, group:list, bypassed) -> bool:
     "Whether block `p` has no other block of `group` inside it"
-    inner = next(a for a in p.aliases if bypassed(a)).partition('#')[0]
-    return not any(q is not p and q.block and q.name.startswith(inner + '.') for q in group)
+    inner = next((a for a in p.aliases if bypassed(a)), None)
+    if inner is None: return True  # a sum written in `forward`: no module holds the block
+    inner = inner.partition('#')[0]
+    held = lambda q: q.block and any(bypassed(a) for a in q.aliases)  # a block that a module holds (not a sum in `forward`)
+    return not any(q is not p and held(q) and q.name.startswith(inner + '.') for q in group)
 
 def _stem(places:list, block:Place) -> str|None:
     "The last place before `block` (the first block of the first stage) that is not inside it"
-    before = [p for p in places[:places.index(block)] if not _within(p, block)]
+    before = [p for p in places[:places.index(block)] if not _within(p, block) and p.span[1] < block.span[0]]
     return before[-1].name if before else None
 
 def _plan_isotropic(places:list, group:list, bypassed) -> tuple:
-    "Blocks at a quarter, half and three quarters of the depth, never the last"
+    "Blocks at a quarter, half and three quarters of the depth, never the last; feature maps at one resolution (a 1-D ResNet) make a 'stack'"
     blocks = [p for p in group if p.block and _leaf(p, group, bypassed)]
     L = len(blocks)
     picks = [] if L < 2 else sorted({min(max(round(L*f) - 1, 0), L - 2) for f in (1/4, 1/2, 3/4)})
-    return 'isotropic',(_stem(places, blocks[0]) if blocks else None),[blocks[i].name for i in picks]
+    maps = blocks and all(p.layout in ('nchw', 'nhwc') and len(p.shape) > 1 for p in blocks)
+    return 'stack' if maps else 'isotropic',(_stem(places, blocks[0]) if blocks else None),[blocks[i].name for i in picks]
 
 # %% ../nbs/04_places.ipynb #6ff87bab
 def inner_model(model:nn.Module) -> nn.Module:
@@ -460,16 +471,27 @@ def _analyse(model:nn.Module, xb:tuple, pred, train:bool) -> Places:
     x0 = next((x for x in xb if _is_float(x)), None)
     in_shape = tuple(x0.shape[1:]) if x0 is not None else None
     tokens = x0 is None and any(torch.is_tensor(x) and x.ndim == 2 for x in xb)  # token ids (batch, length)
-    cut = [d.name for d in calls if any(True for _ in d.module.parameters(recurse=False)) and not d.dom]
+    cut = [d for d in calls if any(True for _ in d.module.parameters(recurse=False))
+           and not d.dom and not (d.out == 'tensor' and d.node is None)]  # weights off the data flow (positions) are not bypassed
+    cut_ends,cut_starts,cut = [d.seq for d in cut],[d.start for d in cut],[d.name for d in cut]
     bypassed = lambda a: any(n.startswith(a.partition('#')[0] + '.') for n in cut)  # weights inside `a` that a skip path goes around
     mods = {id(m) for m in model.modules() if not any(True for _ in m.children())}
     leaf_ends = [c.seq for c in calls if id(c.module) in mods]
     share = lambda s: bisect.bisect_right(leaf_ends, s)/max(len(leaf_ends), 1)
     depth = lambda p: share(p.span[1])  # exact, where `Place.depth` is rounded for reading
+    after_cut = [any((el[i-1].seq if i else 0) < s < c.seq for s in cut_ends) for i,c in enumerate(el)]
+    def inline(i):  # the last of a run of same-shape places that begins after weights a skip path goes around: `act(f(x) + g(x))` in `forward`
+        j = i  # -> when that block began (its first bypassed weights), or None
+        while j > 0 and not after_cut[j] and el[j-1].shape == el[i].shape: j -= 1
+        if not after_cut[j] or any(held[j:i+1]) or (i+1 < len(el) and not after_cut[i+1] and el[i+1].shape == el[i].shape): return None
+        return min(s for s,e in zip(cut_starts, cut_ends) if (el[j-1].seq if j else 0) < e < el[j].seq)
+    held = [any(bypassed(a) for a in c.aliases) for c in el]  # a block: a module holding weights that a skip path goes around
     places,keys = [],[]
-    for c in el:
+    for i,c in enumerate(el):
         layout,key = _layout(c.shape[1:], in_shape, tokens)
-        places.append(Place(c.key, c.shape[1:], layout, c.index, any(bypassed(a) for a in c.aliases), (c.start, c.seq),
+        began = inline(i)  # or the sum after such weights, written in `forward`
+        places.append(Place(c.key, c.shape[1:], layout, c.index, began is not None or held[i],
+                            (c.start if began is None else began, c.seq),
                             round(share(c.seq), 3), c.aliases))
         keys.append(key)
     mods = dict(model.named_modules())
