@@ -358,6 +358,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'fastmix.places.Places.__getitem__': ('places.html#places.__getitem__', 'fastmix/places.py'),
                                 'fastmix.places.Places.__repr__': ('places.html#places.__repr__', 'fastmix/places.py'),
                                 'fastmix.places.Places._resolve': ('places.html#places._resolve', 'fastmix/places.py'),
+                                'fastmix.places.Places.check_explicit': ('places.html#places.check_explicit', 'fastmix/places.py'),
                                 'fastmix.places.Places.names': ('places.html#places.names', 'fastmix/places.py'),
                                 'fastmix.places.Places.why_not': ('places.html#places.why_not', 'fastmix/places.py'),
                                 'fastmix.places._analyse': ('places.html#_analyse', 'fastmix/places.py'),

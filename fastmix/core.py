@@ -158,6 +158,7 @@ def hidden_stages(cb, found:Places, n:int) -> list:
 # %% ../nbs/00_core.ipynb #34b82cea
 def _warn_ineligible(cb, found:Places, name:str):
     "Warn that an explicit place does not carry the whole signal, with the reason `find_places` gives"
+    if found is not None: found.check_explicit(name, type(cb).__name__)  # refused: a place inside a gradient checkpoint
     if found is not None and (why := found.why_not(name)):
         warnings.warn(f"{type(cb).__name__}: {why} Mixing there is not the paper's method: each sample's own unmixed features "
                       "reach the prediction past the mix.")

@@ -307,6 +307,7 @@ class Places:
     embedding:str|None=None       # where integer inputs (token ids) become vectors, once for the whole batch: wordMixup's place
     prediction:str='the output'   # which output of the model was taken as the prediction
     given_up:list=field(default_factory=list)  # default places that gradient checkpointing took away
+    rerun:list=field(default_factory=list)     # modules that run again in the backward pass (inside a gradient checkpoint)
     reasons:dict=field(default_factory=dict, repr=False)  # `name` or `name#k` of each traced call -> why it is not a place (None: it is)
     def _resolve(self, name:str) -> str|None:
         "The eligible place `name` (a place, an alias of one, or `name#0`) mixes at, or None"
@@ -340,6 +341,17 @@ class Places:
         if calls: return head + f"{base!r} runs {len(calls)} time{'s' if len(calls) > 1 else ''} in the forward pass, so it has no call {k}." + tail
         return head + (f"it is not a module that runs in the forward pass (modules that never run, like a timm model's own head "
                        "under fastai's `TimmBody`, have no place)") + '.' + tail
+    def check_explicit(self,
+                       name:str,            # a place the user passed (`places=[...]`)
+                       who:str='fastmix',   # the callback, for the message
+                      ):
+        "Raise, in one line, for an explicit place that cannot be mixed at all: a module inside a gradient checkpoint"
+        if _canon(name).partition('#')[0] in self.rerun:
+            raise ValueError(f"{who}: {name!r} runs inside a gradient checkpoint (`torch.utils.checkpoint`, timm's "
+                             "`set_grad_checkpointing`), so it runs again in the backward pass, where the mix made in the forward "
+                             "pass is not replayed: the backward would fail (CheckpointError) or give the gradients of an unmixed "
+                             "network. Turn checkpointing off (timm: `model.set_grad_checkpointing(False)`) or pass a place outside "
+                             f"the checkpointed modules, e.g. {self.names[:6]}.")
     def __repr__(self):
         return (f"{self.model} ({self.kind}): stem {self.stem!r}, stages {self.stages}"
                 + (f", embedding {self.embedding!r}" if self.embedding else '') + '\n'
@@ -510,7 +522,8 @@ def _analyse(model:nn.Module, xb:tuple, pred, train:bool) -> Places:
         kind,(_,stem,stages) = 'branching',_plan(places[:i+1], keys[:i+1], has_params, bypassed, depth, last=True)
     # wordMixup's place: an embedding called once, on the whole batch, whose output carries the whole signal
     emb = next((c.alias_of for c in calls if c.embeds and c.reason is None and sum(d.name == c.name for d in calls) == 1), None)
-    found = Places(type(model).__name__, kind, places, stem, stages, emb, where, reasons={c.key: c.reason for c in calls})
+    found = Places(type(model).__name__, kind, places, stem, stages, emb, where, reasons={c.key: c.reason for c in calls},
+                   rerun=list(dict.fromkeys(c.name for c in calls if c.rerun)))
     rerun = {c.name for c in calls if c.rerun}
     return found,[n for n in dict.fromkeys(c.name for c in calls if c.rerun) if not any(n.startswith(o + '.') for o in rerun)]  # the outermost, in forward order
 
