@@ -13,7 +13,7 @@ from fastai.basics import *
 from fastai.callback.schedule import LRFinder
 from fastai.callback.mixup import MixHandler
 from fastai.layers import NoneReduce
-from .places import Place, Places, find_places, inner_model, eager_calls
+from .places import Place, Places, find_places, inner_model, eager_calls, learner_loss
 
 # %% auto #0
 __all__ = ['check_alpha', 'check_alpha_schedule', 'check_number', 'check_int', 'pair_perm', 'sample_lam', 'seeded_rng',
@@ -217,7 +217,7 @@ def plan_places(cb, model:nn.Module, xb:tuple, use_input:bool) -> list:
     "The places of a fit, `[(name, module, Place)]` with 'input' first if it is used: defaults or `cb.places`, checked"
     who,inner,found = type(cb).__name__,inner_model(model),None
     if cb.places is None or cb.places:
-        try: found = find_places(inner, xb, pred=cb.prediction)
+        try: found = find_places(inner, xb, pred=cb.prediction, loss=learner_loss(getattr(cb, 'learn', None)))  # every output the loss uses
         except Exception:
             if cb.places is None: raise  # explicit places where the analysis refuses (a U-Net) or fails: the user's choice
     hidden = resolve_places(inner, cb.default_places(found) if cb.places is None else cb.places, who)

@@ -11,8 +11,8 @@ import torch
 from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['CHUNKED', 'EARLY', 'dominators', 'pick_prediction', 'ModuleCall', 'trace_calls', 'eligible_calls', 'Place', 'Places',
-           'inner_model', 'eager_calls', 'find_places']
+__all__ = ['CHUNKED', 'EARLY', 'dominators', 'learner_loss', 'pick_prediction', 'ModuleCall', 'trace_calls', 'eligible_calls',
+           'Place', 'Places', 'inner_model', 'eager_calls', 'find_places']
 
 # %% ../nbs/04_places.ipynb #a32fdc01
 def _flow(roots:list, sources:list) -> tuple:
@@ -75,6 +75,29 @@ def _first_tensor(out, path:str='output'):
         t,w = _first_tensor(v, f"{path}[{k!r}]")
         if t is not None: return t,w
     return None,path
+
+def _all_tensors(out, path:str='output') -> list:
+    "`[(tensor, where)]`: every tensor in `out`, depth first"
+    if torch.is_tensor(out): return [(out, path)]
+    items = list(out.items()) if isinstance(out, dict) else list(enumerate(out)) if isinstance(out, (tuple, list)) else []
+    return [r for k,v in items for r in _all_tensors(v, f"{path}[{k!r}]")]
+
+def _used_by(loss:Tensor, outs:list) -> list:
+    "The `(tensor, where)` of `outs` that the autograd graph of `loss` reaches"
+    seen,stack = set(),[loss.grad_fn]
+    while stack:
+        n = stack.pop()
+        if n is None or id(n) in seen: continue
+        seen.add(id(n)); stack.extend(f for f,_ in n.next_functions)
+    return [(t, w) for t,w in outs if t.grad_fn is not None and id(t.grad_fn) in seen]
+
+def learner_loss(learn):
+    "The loss `learn` computes on a model output, with the current batch's targets cut to the output's batch size (None: no targets)"
+    if learn is None or not len(getattr(learn, 'yb', ()) or ()): return None
+    def loss(out):
+        n = len(_first_tensor(out)[0])
+        return learn.loss_func(out, *(y[:n].as_subclass(torch.Tensor) if torch.is_tensor(y) else y for y in learn.yb))
+    return loss
 
 def _describe(out) -> str:
     if isinstance(out, dict): return f"a {type(out).__name__} with keys {list(out)[:6]}"
@@ -167,6 +190,7 @@ def trace_calls(model:nn.Module,  # the model itself (no wrapper)
                 pred=None,        # which output is the prediction (see `pick_prediction`)
                 train:bool=True,  # trace in train mode, as the training runs
                 from_input:bool=True, # only a module whose integer arguments include the model's integer inputs (or views of them) starts the data flow
+                loss=None,        # a function of the model's output that returns the training loss: the places are judged against every output it uses
                ) -> tuple:
     "Run `model` once on `xb` (in train mode: as in training) with hooks on every module: `(calls, flow, where)`"
     names = {id(m):n for n,m in model.named_modules()}
@@ -202,6 +226,12 @@ def trace_calls(model:nn.Module,  # the model itself (no wrapper)
             out = model(*(source(x) if _is_float(x) else x for x in xb))
             p,where = pick_prediction(out, pred)
             ts = [p] if p.grad_fn is not None else []
+            if loss is not None:  # the outputs the loss uses (auxiliary logits too); a loss that cannot take the output: the prediction
+                try: used = _used_by(loss(out), _all_tensors(out))
+                except Exception: used = []
+                if len(used) > 1 or (used and used[0][0] is not p):
+                    ts,where = [t for t,_ in used],f"the outputs the loss uses: {', '.join(w for _,w in used)}"
+
             backward[0] = True  # a checkpointed segment runs its modules again here: a mix there would not be replayed
             if ts and leaves:
                 try: torch.autograd.grad(ts, leaves, [torch.ones_like(o) for o in ts], allow_unused=True, retain_graph=True)
@@ -249,11 +279,12 @@ def eligible_calls(model:nn.Module,  # the model itself (no wrapper)
                    xb:tuple,         # its inputs, a few samples
                    pred=None,        # which output is the prediction (see `pick_prediction`)
                    train:bool=True,  # trace in train mode, as the training runs
+                   loss=None,        # a function of the output that returns the training loss (see `trace_calls`)
                   ) -> tuple:
     "`(eligible, calls, where)`: the module calls whose output carries the whole signal (one per tensor, outermost name), all calls, and which output was the prediction"
-    calls,flow,where = trace_calls(model, xb, pred, train)
+    calls,flow,where = trace_calls(model, xb, pred, train, loss=loss)
     if not flow[4] and any(c.out == 'tensor' for c in calls):  # ids made anew from the input (`x.long()`): any integer-only module
-        calls,flow,where = trace_calls(model, xb, pred, train, from_input=False)
+        calls,flow,where = trace_calls(model, xb, pred, train, from_input=False, loss=loss)
     bs = next(x.shape[0] for x in xb if torch.is_tensor(x))
     chunked = [n for n,m in model.named_modules() if n and _has_class(m, CHUNKED)]
     _judge(model, calls, flow, bs, where, chunked)
@@ -478,8 +509,8 @@ def _refuse_unet(model:nn.Module):
                          "too), or pass `places=[...]` if you accept that.")
 
 # %% ../nbs/04_places.ipynb #981f708c
-def _analyse(model:nn.Module, xb:tuple, pred, train:bool) -> Places:
-    el,calls,where = eligible_calls(model, xb, pred, train)
+def _analyse(model:nn.Module, xb:tuple, pred, train:bool, loss=None) -> Places:
+    el,calls,where = eligible_calls(model, xb, pred, train, loss)
     x0 = next((x for x in xb if _is_float(x)), None)
     in_shape = tuple(x0.shape[1:]) if x0 is not None else None
     tokens = x0 is None and any(torch.is_tensor(x) and x.ndim == 2 for x in xb)  # token ids (batch, length)
@@ -532,6 +563,7 @@ def find_places(model:nn.Module, # the model, or a wrapper of it (DDP, DataParal
                 xb,              # an example batch: a tensor or a tuple of the model's inputs (a few samples are enough)
                 pred=None,       # which output is the prediction: None for the first tensor, an index, a key or a function of the output
                 train:bool=True, # trace in train mode, as the training runs (False: eval mode)
+                loss=None,       # a function of the output that returns the training loss: places are judged against every output it uses
                ) -> Places:
     "The hidden places of `model` found from one traced forward pass on `xb`: every eligible place, the stem and the stages"
     model = inner_model(model)
@@ -539,18 +571,18 @@ def find_places(model:nn.Module, # the model, or a wrapper of it (DDP, DataParal
     xb = xb if isinstance(xb, (tuple, list)) else (xb,)
     # a few samples, as plain tensors: fastai's TensorImage wraps every op's result anew, which hides in-place ops and aliases
     xb = tuple(x[:4].as_subclass(torch.Tensor) if torch.is_tensor(x) else x for x in xb)
-    with eager_calls(model): return _find_places(model, xb, pred, train)
+    with eager_calls(model): return _find_places(model, xb, pred, train, loss)
 
-def _find_places(model:nn.Module, xb:tuple, pred, train:bool) -> Places:
-    try: found,rerun = _analyse(model, xb, pred, train)
+def _find_places(model:nn.Module, xb:tuple, pred, train:bool, loss=None) -> Places:
+    try: found,rerun = _analyse(model, xb, pred, train, loss)
     except Exception as e:  # e.g. BatchNorm on a batch of one in train mode: try eval mode before giving up
         if not train or str(e).startswith('find_places:'): raise
-        try: found,rerun = _analyse(model, xb, pred, False)
+        try: found,rerun = _analyse(model, xb, pred, False, loss)
         except Exception: raise e from None
         warnings.warn(f"find_places: the forward pass in train mode failed ({type(e).__name__}: {str(e)[:200]}), so the places "
                       "were found in eval mode, where gradient checkpointing that is on only in training goes unseen.")
     if rerun:
-        with _no_checkpoint() as off: plain = _analyse(model, xb, pred, train)[0] if off else None
+        with _no_checkpoint() as off: plain = _analyse(model, xb, pred, train, loss)[0] if off else None
         if plain is not None:
             found.given_up = [n for n in dict.fromkeys(([plain.stem] if plain.stem else []) + plain.stages)
                               if n not in found]
