@@ -13,7 +13,7 @@ from fastai.basics import *
 from fastai.callback.schedule import LRFinder
 from fastai.callback.mixup import MixHandler
 from fastai.layers import NoneReduce
-from .places import Place, Places, find_places, inner_model, eager_calls
+from .places import Place, Places, find_places, inner_model, eager_calls, learner_loss
 from .compiled import warn_compiled_rounding
 
 # %% auto #0
@@ -159,7 +159,8 @@ def hidden_stages(cb, found:Places, n:int) -> list:
 
 # %% ../nbs/00_core.ipynb #34b82cea
 def _warn_ineligible(cb, found:Places, name:str):
-    "Warn that an explicit place does not carry the whole signal, with the reason `find_places` gives"
+    "Refuse an explicit place that gradient checkpointing runs again; warn that one does not carry the whole signal, and why"
+    if found is not None: found.check_explicit(name, type(cb).__name__)  # refused: a place inside a gradient checkpoint
     if found is not None and (why := found.why_not(name)):
         warnings.warn(f"{type(cb).__name__}: {why} Mixing there is not the paper's method: each sample's own unmixed features "
                       "reach the prediction past the mix.")
@@ -218,7 +219,7 @@ def plan_places(cb, model:nn.Module, xb:tuple, use_input:bool) -> list:
     "The places of a fit, `[(name, module, Place)]` with 'input' first if it is used: defaults or `cb.places`, checked"
     who,inner,found = type(cb).__name__,inner_model(model),None
     if cb.places is None or cb.places:
-        try: found = find_places(inner, xb, pred=cb.prediction)
+        try: found = find_places(inner, xb, pred=cb.prediction, loss=learner_loss(getattr(cb, 'learn', None)))  # every output the loss uses
         except Exception:
             if cb.places is None: raise  # explicit places where the analysis refuses (a U-Net) or fails: the user's choice
     hidden = resolve_places(inner, cb.default_places(found) if cb.places is None else cb.places, who)

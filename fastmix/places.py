@@ -11,8 +11,8 @@ import torch
 from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['CHUNKED', 'EARLY', 'dominators', 'pick_prediction', 'ModuleCall', 'trace_calls', 'eligible_calls', 'Place', 'Places',
-           'inner_model', 'eager_calls', 'find_places']
+__all__ = ['CHUNKED', 'EARLY', 'dominators', 'learner_loss', 'pick_prediction', 'ModuleCall', 'trace_calls', 'eligible_calls',
+           'Place', 'Places', 'inner_model', 'eager_calls', 'find_places']
 
 # %% ../nbs/04_places.ipynb #a32fdc01
 def _flow(roots:list, sources:list) -> tuple:
@@ -76,6 +76,29 @@ def _first_tensor(out, path:str='output'):
         if t is not None: return t,w
     return None,path
 
+def _all_tensors(out, path:str='output') -> list:
+    "`[(tensor, where)]`: every tensor in `out`, depth first"
+    if torch.is_tensor(out): return [(out, path)]
+    items = list(out.items()) if isinstance(out, dict) else list(enumerate(out)) if isinstance(out, (tuple, list)) else []
+    return [r for k,v in items for r in _all_tensors(v, f"{path}[{k!r}]")]
+
+def _used_by(loss:Tensor, outs:list) -> list:
+    "The `(tensor, where)` of `outs` that the autograd graph of `loss` reaches"
+    seen,stack = set(),[loss.grad_fn]
+    while stack:
+        n = stack.pop()
+        if n is None or id(n) in seen: continue
+        seen.add(id(n)); stack.extend(f for f,_ in n.next_functions)
+    return [(t, w) for t,w in outs if t.grad_fn is not None and id(t.grad_fn) in seen]
+
+def learner_loss(learn):
+    "The loss `learn` computes on a model output, with the current batch's targets cut to the output's batch size (None: no targets)"
+    if learn is None or not len(getattr(learn, 'yb', ()) or ()): return None
+    def loss(out):
+        n = len(_first_tensor(out)[0])
+        return learn.loss_func(out, *(y[:n].as_subclass(torch.Tensor) if torch.is_tensor(y) else y for y in learn.yb))
+    return loss
+
 def _describe(out) -> str:
     if isinstance(out, dict): return f"a {type(out).__name__} with keys {list(out)[:6]}"
     if isinstance(out, (tuple, list)): return f"a {type(out).__name__} of {len(out)}"
@@ -110,7 +133,7 @@ class ModuleCall:
     aliases:list=field(default_factory=list)         # the modules that returned this same tensor, innermost first
     out:str='tensor'                                 # what it returned: 'tensor', or the type of a non-float output
     grad:bool=True                                   # whether gradients were on during the call
-    embeds:bool=False                                # it took integer inputs only: the data flow starts at its output
+    embeds:bool=False                                # it embeds the model's integer inputs: the data flow starts at its output
     reason:str|None=None                             # why it is not a place (None: eligible, or an alias of an eligible call)
     rerun:bool=False                                 # it ran again in the backward pass (gradient checkpointing)
     dom:bool=False                                   # its output is a dominator: every path from the input to the prediction goes through it
@@ -122,6 +145,8 @@ class ModuleCall:
 def _related(a:str, b:str) -> bool: return a == b or not a or not b or a.startswith(b + '.') or b.startswith(a + '.')
 
 def _is_float(t) -> bool: return torch.is_tensor(t) and t.is_floating_point()
+
+def _storage(t:Tensor) -> int: return t.untyped_storage().data_ptr()  # one for a tensor and all its views
 
 CHUNKED = ('SentenceEncoder',)  # modules that run their inner module on chunks of the batch whose row count changes
 
@@ -164,9 +189,12 @@ def trace_calls(model:nn.Module,  # the model itself (no wrapper)
                 xb:tuple,         # its inputs, a few samples
                 pred=None,        # which output is the prediction (see `pick_prediction`)
                 train:bool=True,  # trace in train mode, as the training runs
+                from_input:bool=True, # only a module whose integer arguments include the model's integer inputs (or views of them) starts the data flow
+                loss=None,        # a function of the model's output that returns the training loss: the places are judged against every output it uses
                ) -> tuple:
     "Run `model` once on `xb` (in train mode: as in training) with hooks on every module: `(calls, flow, where)`"
     names = {id(m):n for n,m in model.named_modules()}
+    ids = {_storage(x) for x in xb if torch.is_tensor(x) and not x.is_floating_point()}  # token ids, categorical codes
     calls,counts,sources,seq,made,began = [],{},[],[0],{},{}  # made: (id, version) of an output -> (its call, consumers, the tensor)
     leaves,rerun,backward = [],set(),[False]  # rerun: modules run again during backward (gradient checkpointing)
     def source(t):
@@ -183,8 +211,9 @@ def trace_calls(model:nn.Module,  # the model itself (no wrapper)
             what = f'{out.dtype} tensor' if torch.is_tensor(out) else type(out).__name__
             calls.append(ModuleCall(name, m, i, seq[0], start=began[id(m)], out=what)); return
         ts = [a for a in args if torch.is_tensor(a)]
-        embeds = bool(name and ts and not any(a.is_floating_point() for a in ts))
-        if embeds: out = source(out)  # an embedding: the data flow starts here
+        embeds = bool(name and ts and not any(a.is_floating_point() for a in ts)
+                      and (not from_input or any(_storage(a) in ids for a in ts)))  # not positions from a buffer
+        if embeds: out = source(out)  # an embedding of the input: the data flow starts here
         c = ModuleCall(name, m, i, seq[0], out.grad_fn, tuple(out.shape), (id(out), out._version), began[id(m)],
                        grad=torch.is_grad_enabled(), embeds=embeds)
         made.setdefault(c.tkey, (c, [], out))
@@ -197,6 +226,12 @@ def trace_calls(model:nn.Module,  # the model itself (no wrapper)
             out = model(*(source(x) if _is_float(x) else x for x in xb))
             p,where = pick_prediction(out, pred)
             ts = [p] if p.grad_fn is not None else []
+            if loss is not None:  # the outputs the loss uses (auxiliary logits too); a loss that cannot take the output: the prediction
+                try: used = _used_by(loss(out), _all_tensors(out))
+                except Exception: used = []
+                if len(used) > 1 or (used and used[0][0] is not p):
+                    ts,where = [t for t,_ in used],f"the outputs the loss uses: {', '.join(w for _,w in used)}"
+
             backward[0] = True  # a checkpointed segment runs its modules again here: a mix there would not be replayed
             if ts and leaves:
                 try: torch.autograd.grad(ts, leaves, [torch.ones_like(o) for o in ts], allow_unused=True, retain_graph=True)
@@ -244,9 +279,12 @@ def eligible_calls(model:nn.Module,  # the model itself (no wrapper)
                    xb:tuple,         # its inputs, a few samples
                    pred=None,        # which output is the prediction (see `pick_prediction`)
                    train:bool=True,  # trace in train mode, as the training runs
+                   loss=None,        # a function of the output that returns the training loss (see `trace_calls`)
                   ) -> tuple:
     "`(eligible, calls, where)`: the module calls whose output carries the whole signal (one per tensor, outermost name), all calls, and which output was the prediction"
-    calls,flow,where = trace_calls(model, xb, pred, train)
+    calls,flow,where = trace_calls(model, xb, pred, train, loss=loss)
+    if not flow[4] and any(c.out == 'tensor' for c in calls):  # ids made anew from the input (`x.long()`): any integer-only module
+        calls,flow,where = trace_calls(model, xb, pred, train, from_input=False, loss=loss)
     bs = next(x.shape[0] for x in xb if torch.is_tensor(x))
     chunked = [n for n,m in model.named_modules() if n and _has_class(m, CHUNKED)]
     _judge(model, calls, flow, bs, where, chunked)
@@ -300,6 +338,7 @@ class Places:
     embedding:str|None=None       # where integer inputs (token ids) become vectors, once for the whole batch: wordMixup's place
     prediction:str='the output'   # which output of the model was taken as the prediction
     given_up:list=field(default_factory=list)  # default places that gradient checkpointing took away
+    rerun:list=field(default_factory=list)     # modules that run again in the backward pass (inside a gradient checkpoint)
     reasons:dict=field(default_factory=dict, repr=False)  # `name` or `name#k` of each traced call -> why it is not a place (None: it is)
     def _resolve(self, name:str) -> str|None:
         "The eligible place `name` (a place, an alias of one, or `name#0`) mixes at, or None"
@@ -333,6 +372,17 @@ class Places:
         if calls: return head + f"{base!r} runs {len(calls)} time{'s' if len(calls) > 1 else ''} in the forward pass, so it has no call {k}." + tail
         return head + (f"it is not a module that runs in the forward pass (modules that never run, like a timm model's own head "
                        "under fastai's `TimmBody`, have no place)") + '.' + tail
+    def check_explicit(self,
+                       name:str,            # a place the user passed (`places=[...]`)
+                       who:str='fastmix',   # the callback, for the message
+                      ):
+        "Raise, in one line, for an explicit place that cannot be mixed at all: a module inside a gradient checkpoint"
+        if _canon(name).partition('#')[0] in self.rerun:
+            raise ValueError(f"{who}: {name!r} runs inside a gradient checkpoint (`torch.utils.checkpoint`, timm's "
+                             "`set_grad_checkpointing`), so it runs again in the backward pass, where the mix made in the forward "
+                             "pass is not replayed: the backward would fail (CheckpointError) or give the gradients of an unmixed "
+                             "network. Turn checkpointing off (timm: `model.set_grad_checkpointing(False)`) or pass a place outside "
+                             f"the checkpointed modules, e.g. {self.names[:6]}.")
     def __repr__(self):
         return (f"{self.model} ({self.kind}): stem {self.stem!r}, stages {self.stages}"
                 + (f", embedding {self.embedding!r}" if self.embedding else '') + '\n'
@@ -414,20 +464,24 @@ def _early(pairs:list, bypassed, depth) -> list:
 
 def _leaf(p:Place, group:list, bypassed) -> bool:
     "Whether block `p` has no other block of `group` inside it"
-    inner = next(a for a in p.aliases if bypassed(a)).partition('#')[0]
-    return not any(q is not p and q.block and q.name.startswith(inner + '.') for q in group)
+    inner = next((a for a in p.aliases if bypassed(a)), None)
+    if inner is None: return True  # a sum written in `forward`: no module holds the block
+    inner = inner.partition('#')[0]
+    held = lambda q: q.block and any(bypassed(a) for a in q.aliases)  # a block that a module holds (not a sum in `forward`)
+    return not any(q is not p and held(q) and q.name.startswith(inner + '.') for q in group)
 
 def _stem(places:list, block:Place) -> str|None:
     "The last place before `block` (the first block of the first stage) that is not inside it"
-    before = [p for p in places[:places.index(block)] if not _within(p, block)]
+    before = [p for p in places[:places.index(block)] if not _within(p, block) and p.span[1] < block.span[0]]
     return before[-1].name if before else None
 
 def _plan_isotropic(places:list, group:list, bypassed) -> tuple:
-    "Blocks at a quarter, half and three quarters of the depth, never the last"
+    "Blocks at a quarter, half and three quarters of the depth, never the last; feature maps at one resolution (a 1-D ResNet) make a 'stack'"
     blocks = [p for p in group if p.block and _leaf(p, group, bypassed)]
     L = len(blocks)
     picks = [] if L < 2 else sorted({min(max(round(L*f) - 1, 0), L - 2) for f in (1/4, 1/2, 3/4)})
-    return 'isotropic',(_stem(places, blocks[0]) if blocks else None),[blocks[i].name for i in picks]
+    maps = blocks and all(p.layout in ('nchw', 'nhwc') and len(p.shape) > 1 for p in blocks)
+    return 'stack' if maps else 'isotropic',(_stem(places, blocks[0]) if blocks else None),[blocks[i].name for i in picks]
 
 # %% ../nbs/04_places.ipynb #6ff87bab
 def inner_model(model:nn.Module) -> nn.Module:
@@ -455,21 +509,32 @@ def _refuse_unet(model:nn.Module):
                          "too), or pass `places=[...]` if you accept that.")
 
 # %% ../nbs/04_places.ipynb #981f708c
-def _analyse(model:nn.Module, xb:tuple, pred, train:bool) -> Places:
-    el,calls,where = eligible_calls(model, xb, pred, train)
+def _analyse(model:nn.Module, xb:tuple, pred, train:bool, loss=None) -> Places:
+    el,calls,where = eligible_calls(model, xb, pred, train, loss)
     x0 = next((x for x in xb if _is_float(x)), None)
     in_shape = tuple(x0.shape[1:]) if x0 is not None else None
     tokens = x0 is None and any(torch.is_tensor(x) and x.ndim == 2 for x in xb)  # token ids (batch, length)
-    cut = [d.name for d in calls if any(True for _ in d.module.parameters(recurse=False)) and not d.dom]
+    cut = [d for d in calls if any(True for _ in d.module.parameters(recurse=False))
+           and not d.dom and not (d.out == 'tensor' and d.node is None)]  # weights off the data flow (positions) are not bypassed
+    cut_ends,cut_starts,cut = [d.seq for d in cut],[d.start for d in cut],[d.name for d in cut]
     bypassed = lambda a: any(n.startswith(a.partition('#')[0] + '.') for n in cut)  # weights inside `a` that a skip path goes around
     mods = {id(m) for m in model.modules() if not any(True for _ in m.children())}
     leaf_ends = [c.seq for c in calls if id(c.module) in mods]
     share = lambda s: bisect.bisect_right(leaf_ends, s)/max(len(leaf_ends), 1)
     depth = lambda p: share(p.span[1])  # exact, where `Place.depth` is rounded for reading
+    after_cut = [any((el[i-1].seq if i else 0) < s < c.seq for s in cut_ends) for i,c in enumerate(el)]
+    def inline(i):  # the last of a run of same-shape places that begins after weights a skip path goes around: `act(f(x) + g(x))` in `forward`
+        j = i  # -> when that block began (its first bypassed weights), or None
+        while j > 0 and not after_cut[j] and el[j-1].shape == el[i].shape: j -= 1
+        if not after_cut[j] or any(held[j:i+1]) or (i+1 < len(el) and not after_cut[i+1] and el[i+1].shape == el[i].shape): return None
+        return min(s for s,e in zip(cut_starts, cut_ends) if (el[j-1].seq if j else 0) < e < el[j].seq)
+    held = [any(bypassed(a) for a in c.aliases) for c in el]  # a block: a module holding weights that a skip path goes around
     places,keys = [],[]
-    for c in el:
+    for i,c in enumerate(el):
         layout,key = _layout(c.shape[1:], in_shape, tokens)
-        places.append(Place(c.key, c.shape[1:], layout, c.index, any(bypassed(a) for a in c.aliases), (c.start, c.seq),
+        began = inline(i)  # or the sum after such weights, written in `forward`
+        places.append(Place(c.key, c.shape[1:], layout, c.index, began is not None or held[i],
+                            (c.start if began is None else began, c.seq),
                             round(share(c.seq), 3), c.aliases))
         keys.append(key)
     mods = dict(model.named_modules())
@@ -488,7 +553,8 @@ def _analyse(model:nn.Module, xb:tuple, pred, train:bool) -> Places:
         kind,(_,stem,stages) = 'branching',_plan(places[:i+1], keys[:i+1], has_params, bypassed, depth, last=True)
     # wordMixup's place: an embedding called once, on the whole batch, whose output carries the whole signal
     emb = next((c.alias_of for c in calls if c.embeds and c.reason is None and sum(d.name == c.name for d in calls) == 1), None)
-    found = Places(type(model).__name__, kind, places, stem, stages, emb, where, reasons={c.key: c.reason for c in calls})
+    found = Places(type(model).__name__, kind, places, stem, stages, emb, where, reasons={c.key: c.reason for c in calls},
+                   rerun=list(dict.fromkeys(c.name for c in calls if c.rerun)))
     rerun = {c.name for c in calls if c.rerun}
     return found,[n for n in dict.fromkeys(c.name for c in calls if c.rerun) if not any(n.startswith(o + '.') for o in rerun)]  # the outermost, in forward order
 
@@ -497,6 +563,7 @@ def find_places(model:nn.Module, # the model, or a wrapper of it (DDP, DataParal
                 xb,              # an example batch: a tensor or a tuple of the model's inputs (a few samples are enough)
                 pred=None,       # which output is the prediction: None for the first tensor, an index, a key or a function of the output
                 train:bool=True, # trace in train mode, as the training runs (False: eval mode)
+                loss=None,       # a function of the output that returns the training loss: places are judged against every output it uses
                ) -> Places:
     "The hidden places of `model` found from one traced forward pass on `xb`: every eligible place, the stem and the stages"
     model = inner_model(model)
@@ -504,18 +571,18 @@ def find_places(model:nn.Module, # the model, or a wrapper of it (DDP, DataParal
     xb = xb if isinstance(xb, (tuple, list)) else (xb,)
     # a few samples, as plain tensors: fastai's TensorImage wraps every op's result anew, which hides in-place ops and aliases
     xb = tuple(x[:4].as_subclass(torch.Tensor) if torch.is_tensor(x) else x for x in xb)
-    with eager_calls(model): return _find_places(model, xb, pred, train)
+    with eager_calls(model): return _find_places(model, xb, pred, train, loss)
 
-def _find_places(model:nn.Module, xb:tuple, pred, train:bool) -> Places:
-    try: found,rerun = _analyse(model, xb, pred, train)
+def _find_places(model:nn.Module, xb:tuple, pred, train:bool, loss=None) -> Places:
+    try: found,rerun = _analyse(model, xb, pred, train, loss)
     except Exception as e:  # e.g. BatchNorm on a batch of one in train mode: try eval mode before giving up
         if not train or str(e).startswith('find_places:'): raise
-        try: found,rerun = _analyse(model, xb, pred, False)
+        try: found,rerun = _analyse(model, xb, pred, False, loss)
         except Exception: raise e from None
         warnings.warn(f"find_places: the forward pass in train mode failed ({type(e).__name__}: {str(e)[:200]}), so the places "
                       "were found in eval mode, where gradient checkpointing that is on only in training goes unseen.")
     if rerun:
-        with _no_checkpoint() as off: plain = _analyse(model, xb, pred, train)[0] if off else None
+        with _no_checkpoint() as off: plain = _analyse(model, xb, pred, train, loss)[0] if off else None
         if plain is not None:
             found.given_up = [n for n in dict.fromkeys(([plain.stem] if plain.stem else []) + plain.stages)
                               if n not in found]
