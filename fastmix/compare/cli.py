@@ -4,7 +4,7 @@
 
 # %% ../../nbs/08a_cli.ipynb #440e36b0
 from __future__ import annotations
-import argparse, os, sys, warnings
+import argparse, errno, os, sys, warnings
 
 # %% auto #0
 __all__ = ['main']
@@ -109,6 +109,10 @@ def main(argv:list|None=None # the arguments (default: `sys.argv[1:]`)
                     corruptions=args.corruptions, corruption_images=args.corruption_images, replace=args.replace,
                     device='cpu' if args.cpu else None, threads=args.threads, parallel=args.parallel)
     except cmp.CompareError as e: p.exit(2, f"{prog}: error: {e}\n")
+    except OSError as e:  # a write outside the comparison's own files (theirs say so themselves): a full disk in one line too
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT): raise
+        p.exit(2, f"{prog}: error: cannot write {e.filename or 'a file'} ({os.strerror(e.errno).lower()}); the finished runs are kept "
+                  f"in {os.path.join(args.out, 'runs')}: make room and run the same command again to resume\n")
     except KeyboardInterrupt:
         p.exit(130, f"\n{prog}: interrupted; the finished runs are saved in {args.out}/runs: rerun the same command to resume\n")
     finally: warnings.showwarning = show

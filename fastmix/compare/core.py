@@ -4,7 +4,9 @@
 
 # %% ../../nbs/08_compare.ipynb #144b9b27
 from __future__ import annotations
-import json, math, multiprocessing, os, shutil, time, warnings
+import errno, json, math, multiprocessing, os, re, shutil, time, warnings
+try: import fcntl
+except ImportError: fcntl = None  # Windows: the output folder is not locked
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 import numpy as np
@@ -26,8 +28,8 @@ from ..nfm import NoisyFeatureMixup
 from ..patchup import PatchUp
 
 # %% auto #0
-__all__ = ['METHOD_ALIASES', 'OUT_FILES', 'mixing_methods', 'resolve_methods', 'MethodSkipped', 'TrainTimer', 'SkipValidate',
-           'train_run', 'evaluate_run', 'corruption_set', 'RunStore', 'auto_bs', 'check_out', 'compare']
+__all__ = ['METHOD_ALIASES', 'MAX_SIZE', 'OUT_FILES', 'mixing_methods', 'resolve_methods', 'MethodSkipped', 'TrainTimer',
+           'SkipValidate', 'train_run', 'evaluate_run', 'corruption_set', 'RunStore', 'auto_bs', 'check_out', 'compare']
 
 # %% ../../nbs/08_compare.ipynb #7a42f43e
 METHOD_ALIASES = {'mixup':'MixUp', 'cutmix':'CutMix', 'manifold':'ManifoldMixup', 'manifoldmixup':'ManifoldMixup',
@@ -200,6 +202,27 @@ def corruption_set(data:CompareData,     # the comparison's data
     return dict(x=x, y=y, pix=pix)
 
 # %% ../../nbs/08_compare.ipynb #65e5d6d0
+def _atomic_write(path:Path, write):
+    "Write `path` with `write(f)` (`f` a binary file): into a hidden temporary file beside it, flushed to the disk, then renamed over it"
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, 'wb') as f:
+            write(f); f.flush(); os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+def _write_error(e:Exception, what, out) -> CompareError:
+    "The one-line `CompareError` of a write of `what` into `out` that failed with `e` (a full disk named as such)"
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT): why = os.strerror(e.errno).lower()
+    else:  # e.g. torch's writer on a full disk: RuntimeError 'basic_ios::clear: iostream error'
+        why = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}".rstrip(': ')
+    try: free = f"; {shutil.disk_usage(out).free / 2**20:.1f} MB free there"
+    except OSError: free = ''
+    return CompareError(f"cannot write {what} ({why}{free}); the finished runs are kept in {Path(out)/'runs'}: make room and "
+                        "run the same command again to resume")
+
 class RunStore:
     "One file per finished (method, seed) run in `out/runs`, with the settings that made it; `tag` names a variant (label noise)"
     def __init__(self, out, key:dict, tag:str=''): self.dir,self.key,self.tag = Path(out)/'runs',key,tag
@@ -210,16 +233,19 @@ class RunStore:
         if not f.exists(): return None
         try: rec = torch.load(f, weights_only=True)
         except Exception: return None  # unreadable: train again
-        return rec if rec.get('key') == self.key else None
+        return rec if isinstance(rec, dict) and rec.get('key') == self.key else None
     def save(self, method:str, seed:int, rec:dict):
-        "Write `rec` for (method, seed), atomically"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        "Write `rec` for (method, seed), atomically; a one-line `CompareError` if it cannot be written (a full disk)"
         f = self.path(method, seed)
-        tmp = f.with_name(f.name + '.tmp')
-        torch.save({**rec, 'key': self.key}, tmp)
-        os.replace(tmp, f)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            _atomic_write(f, lambda h: torch.save({**rec, 'key': self.key}, h))
+        except (OSError, RuntimeError) as e: raise _write_error(e, f"run file {f.name}", self.dir.parent) from e
+
 
 # %% ../../nbs/08_compare.ipynb #4f6c9c15
+MAX_SIZE = 1024  # the largest --size: a batch of 64 such images is 0.8 GB before the network's first layer
+
 def _check_levels(levels, name:str, hi:float|None=None) -> tuple:
     try: levels = tuple(float(l) for l in levels)
     except (TypeError, ValueError): raise CompareError(f"{name} must be a list of numbers, got {levels!r}") from None
@@ -232,7 +258,7 @@ def _check_args(epochs, seeds, bs, size, limit, lr, arch, modality, pretrained, 
     "Check the arguments of `compare` that need no data: `(library, name)` of the architecture"
     check_value(epochs, 'epochs', 1, integer=True); check_value(seeds, 'seeds', 1, integer=True)
     if bs is not None: check_value(bs, 'bs', 1, integer=True)
-    if size is not None: check_value(size, 'size', 8, integer=True)
+    if size is not None: check_value(size, 'size', 8, MAX_SIZE, integer=True)
     if threads is not None: check_value(threads, 'threads', 1, integer=True)
     if limit is not None: check_value(limit, 'limit', 2, integer=True)
     check_value(lr, 'lr', 0, lo_open=True)
@@ -267,6 +293,10 @@ def auto_bs(n_train:int, steps:int=10, largest:int=64, smallest:int=2) -> int:
 # %% ../../nbs/08_compare.ipynb #e5c2a8b3
 OUT_FILES = ('results.csv', 'results.md', 'runs.csv', 'curves.csv', 'noise.png', 'adversarial.png', 'corruptions.png',
              'labels.png', 'reliability.png', 'settings.json', 'runs')  # everything `compare` writes into `out`, and nothing else
+_RUN_FILE = re.compile(r"\.?[A-Za-z]\w*-seed\d+(-label_noise[0-9.e+-]+)?\.pt(\.tmp)?")  # `RunStore`'s files (and a kill's leftover)
+_HEADS = {'results.md': '# fastmix compare', 'results.csv': 'method,', 'runs.csv': 'method,seed,',
+          'curves.csv': 'method,seed,group,noise,level,accuracy'}  # how the text files a comparison writes begin
+_STAGE = '.fastmix-report'  # the report is written here first, then each file renamed into `out`
 
 def _jsonable(v):
     "`v` as JSON has it: tuples as lists, dicts of such, anything else unknown as its string"
@@ -274,33 +304,120 @@ def _jsonable(v):
     if isinstance(v, (list, tuple)): return [_jsonable(o) for o in v]
     return v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
 
+def _read_settings(out:Path) -> tuple:
+    "`(state, content)` of `out/settings.json`: 'missing', 'damaged' (content: why), 'foreign' (not a comparison's) or 'ours' (content: the dict)"
+    f = out/'settings.json'
+    if not f.exists(): return 'missing',None
+    try: s = json.loads(f.read_text(encoding='utf-8'))
+    except (OSError, ValueError) as e: return 'damaged',f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    if isinstance(s, dict) and isinstance(s.get('key'), dict) and isinstance(s.get('settings'), dict): return 'ours',s
+    return 'foreign',None
+
+def _begins(p:Path, head:str) -> bool:
+    try:
+        with open(p, 'rb') as f: return f.read(len(head.encode())).decode('utf-8', 'replace') == head
+    except OSError: return False
+
+def _why_not_ours(out:Path, name:str, listed) -> str|None:
+    "None if `out/name` is recognisably a comparison's (`listed`: the files its settings.json names), else what it is"
+    p = out/name
+    if name == 'runs':
+        if not p.is_dir() or p.is_symlink(): return "not a folder of a comparison's runs"
+        other = sorted(q.name for q in p.iterdir() if not (q.is_file() and not q.is_symlink() and _RUN_FILE.fullmatch(q.name)))
+        return f"it holds {other[0]!r}, not a comparison's run" if other else None
+    if not p.is_file() or p.is_symlink(): return "not a comparison's file"
+    if name in listed or (name in _HEADS and _begins(p, _HEADS[name])): return None
+    return "not written by a comparison"
+
+def _out_state(out:Path) -> tuple:
+    "What a comparison finds in `out`: `(present, state, settings, ours, in_the_way)`; `in_the_way`: {name: why} of what it must not touch"
+    present = [n for n in OUT_FILES if (out/n).exists() or (out/n).is_symlink()]
+    state,s = _read_settings(out)
+    if state == 'ours': listed = set(s.get('files', OUT_FILES))  # an older fastmix listed nothing: all of its names
+    elif _begins(out/'results.md', _HEADS['results.md']): listed = {n for n in OUT_FILES if n.endswith('.png')}  # the report's plots
+    else: listed = set()
+    why = {n: _why_not_ours(out, n, listed) for n in present if n != 'settings.json'}
+    ours,away = [n for n,w in why.items() if w is None],{n: w for n,w in why.items() if w is not None}
+    if state == 'foreign': away['settings.json'] = "not a comparison's settings"
+    elif state == 'damaged' and not ours: away['settings.json'] = f"damaged or not a comparison's: {s}"
+    elif state != 'missing': ours.append('settings.json')
+    return present,state,s,ours,away
+
+def _named(out:Path, names) -> str: return ', '.join(f"{n}/" if (out/n).is_dir() else n for n in names)
+
 def check_out(out,                # the output folder
               key:dict,           # what makes the results: data, network, training and evaluation settings
               replace:bool=False, # the user asked to replace what is there
              ) -> bool:
-    "Whether `out` holds results of this `key` (resume); a one-line `CompareError` if it holds any other results, unless `replace`"
+    "Whether `out` holds results of this `key` (resume); a one-line `CompareError` if it holds any other results, unless `replace`, or anything else under their names"
     out = Path(out)
     if out.exists() and not out.is_dir(): raise CompareError(f"--out {str(out)!r} exists and is not a folder")
-    ours = [n for n in OUT_FILES if (out/n).exists()]
-    if not ours: return False
-    try: old = json.loads((out/'settings.json').read_text())['key']
-    except Exception: old = None
-    if old == _jsonable(key): return True
+    present,state,s,ours,away = _out_state(out)
+    if not present: return False
+    if away:
+        what = '; '.join(f"{_named(out, [n])} ({w})" for n,w in away.items())
+        raise CompareError(f"--out {str(out)!r} holds {what}: a comparison writes under {'that name' if len(away) == 1 else 'those names'}"
+                           f"{' and --replace removes only what a comparison wrote' if replace else ''}; choose another folder (--out) "
+                           f"or move {'it' if len(away) == 1 else 'them'} away")
+    if state == 'ours' and s['key'] == _jsonable(key): return True
     if replace: return False
     ways = "choose another folder (--out) or replace them (--replace)"
-    if old is None:
-        raise CompareError(f"--out {str(out)!r} holds results ({', '.join(ours[:3])}) but no settings.json to say which comparison "
+    if state == 'damaged':
+        raise CompareError(f"--out {str(out)!r} holds results ({_named(out, ours[:3])}) but its settings.json is damaged ({s}), so "
+                           f"which comparison made them cannot be told: {ways}")
+    if state == 'missing':
+        raise CompareError(f"--out {str(out)!r} holds results ({_named(out, ours[:3])}) but no settings.json to say which comparison "
                            f"made them: {ways}")
-    diff = [k for k in dict.fromkeys([*old, *key]) if old.get(k) != _jsonable(key.get(k))]
-    what = '; '.join(f"{k} {old.get(k)!r}, now {_jsonable(key.get(k))!r}" for k in diff[:3])
+    old,new = s['key'],_jsonable(key)
+    note = lambda k: ((" (the data's files or labels changed)" if old.get(k) is not None else " (not recorded by the fastmix that made them)")
+                      if k == 'data_fingerprint' else '')
+    diff = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+    what = '; '.join(f"{k} {old.get(k)!r}, now {new.get(k)!r}{note(k)}" for k in diff[:3])
     raise CompareError(f"--out {str(out)!r} holds the results of another comparison ({what}): {ways}")
 
 def _clear_out(out:Path):
-    "Remove what `compare` wrote into `out` (and nothing else)"
-    for n in OUT_FILES:
+    "Remove what a comparison wrote into `out`, recognisably (see `check_out`), and nothing else"
+    _,_,_,ours,_ = _out_state(out)
+    for n in ours:
         p = out/n
-        if p.is_dir(): shutil.rmtree(p)
-        elif p.exists(): p.unlink()
+        if n == 'runs':
+            for q in p.iterdir(): q.unlink()  # run files only (checked by `_out_state`)
+            p.rmdir()
+        else: p.unlink()
+    shutil.rmtree(out/_STAGE, ignore_errors=True)
+
+def _write_settings(out:Path, key:dict, settings:dict, files:list):
+    "Write `out/settings.json` atomically: the key, the settings and the files of the report"
+    text = json.dumps(dict(key=_jsonable(key), settings=_jsonable(settings), files=list(files)), indent=1)
+    try: _atomic_write(out/'settings.json', lambda f: f.write(text.encode('utf-8')))
+    except OSError as e: raise _write_error(e, 'settings.json', out) from e
+
+def _lock_out(out:Path):
+    "Create `out` if needed and hold it (`fcntl.flock`): `(fd, created)`; a one-line `CompareError` if another process holds it"
+    for _ in range(3):  # another comparison may remove the empty folder it made between our mkdir and open
+        created = not out.exists()
+        try: out.mkdir(parents=True, exist_ok=True)
+        except OSError as e: raise CompareError(f"cannot create the output folder {str(out)!r}: {e.strerror or e}") from None
+        if fcntl is None: return None,created
+        try: fd = os.open(out, os.O_RDONLY); break
+        except FileNotFoundError: continue
+    try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            warnings.warn(f"--out {str(out)!r} cannot be locked ({e.strerror}): do not run two comparisons on it at once")
+            return None,created
+        raise CompareError(f"--out {str(out)!r} is in use by another fastmix compare, which holds it until it ends: wait for it "
+                           "or choose another folder (--out)") from None
+    return fd,created
+
+def _unlock_out(fd, out:Path, created:bool):
+    "Remove `out` again if it was made for a comparison that wrote nothing; then release `_lock_out`'s hold (for the forked workers too)"
+    if created:
+        try: out.rmdir()
+        except OSError: pass  # not empty: it holds results
+    if fd is not None: fcntl.flock(fd, fcntl.LOCK_UN); os.close(fd)
+
 
 # %% ../../nbs/08_compare.ipynb #792815ce
 def _run_record(k:str, s:int, r:dict, sec:float) -> dict:
@@ -428,7 +545,7 @@ def _plan(data, methods, epochs, seeds, arch, out, bs, lr, size, limit, pretrain
     a = dict(arch=v['arch'], epochs=epochs, bs=bs, lr=v['lr'], device=device, pretrained=pretrained, schedule=schedule,
              gauss_levels=gauss_levels, sp_levels=sp_levels, eps=float(eps), eps_levels=eps_levels, pgd_steps=pgd_steps,
              eval_bs=max(2 * bs, min(1024, 2**21 // math.prod(d.shape))))
-    key = dict(data=str(data) if ds.make is not None else str(Path(data).resolve()), n_train=d.n_train, n_test=d.n_test,
+    key = dict(data=str(data) if ds.make is not None else str(Path(data).resolve()), data_fingerprint=d.fingerprint, n_train=d.n_train, n_test=d.n_test,
                size=size, limit=limit, aug=aug, arch=f"{lib}/{name}", pretrained=pretrained, schedule=schedule, epochs=epochs,
                bs=bs, lr=v['lr'], gauss_levels=list(gauss_levels), sp_levels=list(sp_levels), eps=float(eps),
                eps_levels=list(eps_levels), pgd_steps=pgd_steps, corruptions=list(names), corruption_images=n_cor)
@@ -445,6 +562,12 @@ def _plan(data, methods, epochs, seeds, arch, out, bs, lr, size, limit, pretrain
 # %% ../../nbs/08_compare.ipynb #ad371d21
 def _run_plan(p:dict, label_noise:float, replace:bool, verbose:bool) -> CompareResult:
     "Train the runs of plan `p` (from `_plan`) that are not in its folder yet, and write the report there"
+    fd,created = _lock_out(p['out'])  # held until the report is written: no other comparison writes here meanwhile
+    try: return _run_locked(p, label_noise, replace, verbose)
+    finally: _unlock_out(fd, p['out'], created)
+
+def _run_locked(p:dict, label_noise:float, replace:bool, verbose:bool) -> CompareResult:
+    "`_run_plan` with the folder held"
     d,out,a,key,settings,meths = p['d'],p['out'],p['a'],p['key'],p['settings'],p['meths']
     resume = check_out(out, key, replace)
     if p['total'] < 50:
@@ -459,10 +582,9 @@ def _run_plan(p:dict, label_noise:float, replace:bool, verbose:bool) -> CompareR
     if todo:  # untimed warm-up, and the check that the network trains on this data, before anything is written
         train_run(None, d, a['arch'], 1, 0, a['bs'], a['lr'], a['device'], a['pretrained'], schedule='one_cycle', short=True)
     if not resume: _clear_out(out)  # nothing there, or `replace`: what an earlier comparison wrote goes
-    try: out.mkdir(parents=True, exist_ok=True)
-    except OSError as e: raise CompareError(f"cannot create the output folder {str(out)!r}: {e.strerror or e}") from None
     settings['resumed'] = len(alljobs) - len(todo)
-    (out/'settings.json').write_text(json.dumps(dict(key=_jsonable(key), settings=_jsonable(settings)), indent=1))
+    p['files'] = [f for f in (_read_settings(out)[1] or {}).get('files', []) if (out/f).exists()] if resume else []
+    _write_settings(out, key, settings, p['files'])  # before the first run: an interrupted comparison is recognised
     if verbose:
         s = p['seeds']
         print(f"{d!r}, {_shape_text(d)}; {a['arch']} ({settings['library']}{', pretrained' if a['pretrained'] else ', from scratch'}); "
@@ -481,13 +603,28 @@ def _report(jobs:list, recs:dict, trained:set, p:dict, label_noise:float, verbos
     if targs is not None: settings['chance'],settings['chance_margin'] = chance_level(targs)
     res = CompareResult(summarise(runs, curves, settings.get('chance'), settings.get('chance_margin', .05)), runs, curves,
                         logits, targs, out, settings)
-    files = write_report(res)
-    (out/'settings.json').write_text(json.dumps(dict(key=_jsonable(key), settings=_jsonable(settings)), indent=1))
+    files = _write_report(res, out)
+    _write_settings(out, key, settings, list(dict.fromkeys(p.get('files', []) + files)))
     res.files = files + ['settings.json', 'runs/']
     if verbose:
         print(res.table())
         print(f"\nwrote {', '.join(files + ['settings.json'])} and runs/ ({len(list((out/'runs').glob('*.pt')))} finished runs) to {out}")
     return res
+
+def _write_report(res:CompareResult, out:Path) -> list:
+    "`write_report(res)` into `out`, each file written whole (into `out/.fastmix-report`, then renamed into `out`): the names written"
+    stage = out/_STAGE
+    try:
+        shutil.rmtree(stage, ignore_errors=True); stage.mkdir()
+        res.out = stage
+        files = write_report(res)
+        for f in files: os.replace(stage/f, out/f)
+    except OSError as e: raise _write_error(e, 'the report', out) from e
+    finally:
+        res.out = out
+        shutil.rmtree(stage, ignore_errors=True)
+    return files
+
 
 # %% ../../nbs/08_compare.ipynb #6fce672c
 def compare(data='digits',            # 'digits', 'mnist1d' (see `fastmix.compare.data.DATASETS`), or the path of a folder of class folders
@@ -498,7 +635,7 @@ def compare(data='digits',            # 'digits', 'mnist1d' (see `fastmix.compar
             out='fastmix_out',        # folder for the results (and `runs/`, the finished runs); nothing is written elsewhere
             bs:int|None=None,         # batch size; None: the data's (mnist1d 100), or the largest power of two up to 64 giving 10 steps per epoch
             lr:float|None=None,       # peak learning rate (`fine_tune`: its base_lr); None: the data's (digits 3e-3, mnist1d 5e-2)
-            size:int|None=None,       # side of the (square) images, digits or folder; None: 32
+            size:int|None=None,       # side of the (square) images, digits or folder, 8 to `MAX_SIZE` (1024); None: 32
             limit:int|None=None,      # use at most this many training and this many test examples
             pretrained:bool=False,    # start from pretrained weights already on this machine
             schedule:str='one_cycle', # 'one_cycle' (from scratch) or 'fine_tune' (frozen, then unfrozen)

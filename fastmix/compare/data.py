@@ -4,7 +4,8 @@
 
 # %% ../../nbs/08f_compare_data.ipynb #d1e5f3a4
 from __future__ import annotations
-import math, numbers, os, warnings
+import hashlib, math, numbers, os, warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -13,9 +14,11 @@ from torch import Tensor
 from PIL import Image
 from fastcore.basics import store_attr
 from fastai.data.core import DataLoaders, TfmdDL
-from fastai.data.block import DataBlock, CategoryBlock
-from fastai.data.transforms import get_image_files, parent_label, RandomSplitter, IndexSplitter
+from fastai.data.block import DataBlock, CategoryBlock, TransformBlock
+from fastai.data.transforms import image_extensions, parent_label, RandomSplitter, IndexSplitter
 from fastai.vision.data import ImageBlock
+from fastai.vision.core import PILImage
+from fastai.data.transforms import IntToFloatTensor
 from fastai.vision.augment import Resize, aug_transforms
 from fastai.vision.core import imagenet_stats
 from fastai.data.transforms import Normalize
@@ -25,7 +28,8 @@ from ..mnist1d import mnist1d_tensors, MNIST1D_EPOCHS, MNIST1D_LR, MNIST1D_BS
 
 # %% auto #0
 __all__ = ['FOLDER', 'DATASETS', 'CompareError', 'check_value', 'ImageFolderItems', 'folder_items', 'folder_dls', 'noisy_labels',
-           'CompareData', 'memory_data', 'DataSet', 'data_set', 'compare_data']
+           'CompareData', 'folder_fingerprint', 'tensor_fingerprint', 'memory_data', 'DataSet', 'data_set',
+           'compare_data']
 
 # %% ../../nbs/08f_compare_data.ipynb #e78eaf10
 class CompareError(ValueError):
@@ -53,42 +57,94 @@ def check_value(v,                    # the value given
 
 # %% ../../nbs/08f_compare_data.ipynb #fd94495f
 _SPLITS = ('valid', 'val', 'test')
+_DEEP = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I')  # grayscale modes of more than 8 bits, which `convert('RGB')` clips at 255
 
 @dataclass
 class ImageFolderItems:
     "The readable images of a folder, their labels, the train/test split (indices into `files`) and the class names"
     path:Path; files:list; labels:list; train:list; test:list; vocab:list; skipped:list
+    depth:int|None=None  # bits per pixel of the images with more than 8 (None: there are none); they are scaled from it
+
+def _check_image(f:Path) -> tuple:
+    "`(why, top)`: why `f` cannot be read as an image (None if it can), and its largest value if it has more than 8 bits"
+    try:
+        with Image.open(f) as im: im.verify()  # the file's structure (a PNG's checksums), no pixels
+        with Image.open(f) as im:              # the pixels: a JPEG cut short passes `verify`, not this
+            im.draft(im.mode, (1, 1))          # a JPEG decoded at 1/8 scale: every byte still read
+            im.load()
+            top = im.getextrema()[1] if im.mode in _DEEP else None
+    except Exception as e: return f"{type(e).__name__}: {e}",None  # PIL raises OSError, SyntaxError, ValueError, struct.error...
+    return None,top
 
 def _unreadable(f:Path) -> str|None:
     "Why `f` cannot be read as an image (the error, in short), or None"
-    try:
-        with Image.open(f) as im: im.verify()
-    except Exception as e: return f"{type(e).__name__}: {e}"  # PIL raises OSError, SyntaxError, ValueError, struct.error...
-    return None
+    return _check_image(f)[0]
+
+def _image_files(path:Path) -> list:
+    "fastai's `get_image_files(path)`, in its order, but each folder entered once, by real path: no symlink loop is followed"
+    root = os.path.realpath(path)
+    seen,res = {root},[]
+    for p,d,f in os.walk(path, followlinks=True):
+        keep = []
+        for o in d:
+            if o.startswith('.'): continue
+            r = os.path.realpath(os.path.join(p, o))
+            if r in seen or os.path.commonpath([root, r]) == r: continue  # entered already, or a folder above: a loop
+            seen.add(r); keep.append(o)
+        d[:] = keep
+        res += [Path(p)/o for o in f if not o.startswith('.') and f".{o.split('.')[-1].lower()}" in image_extensions]
+    return res
 
 def _check_folder(path:Path) -> list:
     "The image files of `path`, or a `CompareError` saying why it is not a folder of class folders"
     if not path.exists(): raise CompareError(f"data folder {str(path)!r} does not exist")
     if not path.is_dir(): raise CompareError(f"--data {str(path)!r} is not a folder (expected digits or a folder of class folders)")
-    files = get_image_files(path)
+    files = _image_files(path)
     if not files: raise CompareError(f"no image files in {str(path)!r}; expected a folder of class folders, PATH/<class>/<image>")
     loose = [f for f in files if f.parent == path]
     if loose: raise CompareError(f"{str(path)!r} has images at its top level (e.g. {loose[0].name}); "
                                  "expected one folder per class, PATH/<class>/<image>")
     return files
 
-def _drop_unreadable(files:list, bad_images:str) -> tuple:
-    "`files` without the unreadable ones, and the skipped `(file, reason)`s; `bad_images='stop'` raises at the first"
-    keep,skipped = [],[]
+def _once(files:list, split_of=None) -> list:
+    "`files`, each real file once (the first path to it); a `CompareError` if one is in two splits (`split_of(file)`: its split)"
+    first,keep = {},[]
     for f in files:
-        why = _unreadable(f)
-        if why is None: keep.append(f); continue
+        r = os.path.realpath(f)
+        if r not in first: first[r] = f; keep.append(f); continue
+        g = first[r]
+        if split_of is not None and None not in (split_of(f), split_of(g)) and split_of(f) != split_of(g):
+            raise CompareError(f"{g} and {f} are the same file (by real path) in two splits: a test image must not be trained "
+                               "on; remove one of them")
+    if len(keep) < len(files):
+        kept = set(keep)
+        warnings.warn(f"{len(files) - len(keep)} of {len(files)} image files are links to images listed already (the first: "
+                      f"{next(f for f in files if f not in kept)}): each image is used once", stacklevel=3)
+    return keep
+
+def _drop_unreadable(files:list, bad_images:str) -> tuple:
+    "`files` without the unreadable ones, the skipped `(file, reason)`s and the kept files' largest values (over 8 bits; else None)"
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as ex: checks = list(ex.map(_check_image, files))  # PIL decodes without the GIL
+    keep,skipped,tops = [],[],[]
+    for f,(why,top) in zip(files, checks):
+        if why is None: keep.append(f); tops.append(top); continue
         if bad_images == 'stop': raise CompareError(f"cannot read image {f}: {why} (bad_images='stop'; 'skip' leaves such files out with a warning)")
         skipped.append((f, why))
     if skipped:
         warnings.warn(f"skipped {len(skipped)} of {len(files)} image files that cannot be read (first: {skipped[0][0]}: "
                       f"{skipped[0][1]}); bad_images='stop' (--bad-images stop) stops instead", stacklevel=3)
-    return keep,skipped
+    return keep,skipped,tops
+
+def _depth(files:list, tops:list) -> int|None:
+    "The bits needed by the largest value of the images with more than 8 bits per pixel (None: there are none), said in a warning"
+    deep = [(f, t) for f,t in zip(files, tops) if t is not None]
+    if not deep: return None
+    top = max(int(t) for _,t in deep)
+    depth = max(8, top.bit_length())
+    warnings.warn(f"{len(deep)} of {len(files)} images have more than 8 bits per pixel (e.g. {deep[0][0]}; the largest value is "
+                  f"{top}): read as {depth}-bit, each value scaled by 255/{2**depth - 1}, not clipped at 255", stacklevel=3)
+    return depth
+
 
 # %% ../../nbs/08f_compare_data.ipynb #38607190
 def _subset(idx:list, limit:int|None, seed:int) -> list:
@@ -101,16 +157,19 @@ def folder_items(path,                  # PATH/<class>/<image>, or PATH/train/<c
                  bad_images:str='skip', # 'skip': leave unreadable files out with one warning; 'stop': raise
                  limit:int|None=None,   # keep at most this many training and this many test images
                 ) -> ImageFolderItems:
-    "Check a folder of class folders and split it, reading no pixels: the same files and split for every run"
+    "Check a folder of class folders, each image decoded once, and split it: the same files and split for every run"
     if bad_images not in ('skip', 'stop'): raise CompareError(f"bad_images must be 'skip' or 'stop', got {bad_images!r}")
     path = Path(path)
     files = _check_folder(path)
-    files,skipped = _drop_unreadable(files, bad_images)
-    if not files: raise CompareError(f"none of the image files in {str(path)!r} can be read")
     vdir = next((s for s in _SPLITS if (path/s).is_dir()), None)
-    if (path/'train').is_dir() and vdir:  # an existing split
-        tops = [f.relative_to(path).parts[0] for f in files]
-        itr,ite = [i for i,t in enumerate(tops) if t == 'train'],[i for i,t in enumerate(tops) if t == vdir]
+    split = (path/'train').is_dir() and vdir  # an existing split
+    top = lambda f: f.relative_to(path).parts[0]
+    files = _once(files, (lambda f: top(f) if top(f) in ('train', vdir) else None) if split else None)
+    files,skipped,tops = _drop_unreadable(files, bad_images)
+    if not files: raise CompareError(f"none of the image files in {str(path)!r} can be read")
+    if split:
+        tops_ = [top(f) for f in files]
+        itr,ite = [i for i,t in enumerate(tops_) if t == 'train'],[i for i,t in enumerate(tops_) if t == vdir]
     else: itr,ite = RandomSplitter(valid_pct=valid_pct, seed=seed)(files)
     itr,ite = _subset(itr, limit, seed),_subset(ite, limit, seed + 1)
     labels = [parent_label(f) for f in files]
@@ -119,13 +178,24 @@ def folder_items(path,                  # PATH/<class>/<image>, or PATH/train/<c
     if not len(ite): raise CompareError(f"{str(path)!r} has too few images to hold out a test split")
     unseen = sorted({labels[i] for i in ite} - set(vocab))
     if unseen: raise CompareError(f"classes {unseen} of the test split have no training images in {str(path)!r}")
-    return ImageFolderItems(path, files, labels, list(itr), list(ite), vocab, skipped)
+    return ImageFolderItems(path, files, labels, list(itr), list(ite), vocab, skipped, _depth(files, tops))
+
 
 # %% ../../nbs/08f_compare_data.ipynb #2436de7c
 def _imagenet_range() -> tuple:
     "The normalised values of a black and a white pixel per channel, shape (1, 3, 1, 1) each"
     m,s = (torch.tensor(v).view(1, 3, 1, 1) for v in imagenet_stats)
     return (0 - m) / s,(1 - m) / s
+
+class _ReadImage:
+    "Open an image as fastai's `PILImage.create` does, but one of more than 8 bits per pixel scaled from `depth` bits (not clipped)"
+    def __init__(self, depth:int): self.scale = 255 / (2**depth - 1)
+    def __call__(self, f):
+        with Image.open(f) as im:
+            if im.mode not in _DEEP: return PILImage.create(f)
+            a = np.asarray(im).astype(np.float64)
+        a = np.clip(np.rint(a * self.scale), 0, 255).astype(np.uint8)
+        return PILImage.create(np.repeat(a[..., None], 3, axis=-1))  # gray, as RGB
 
 class _LabelOf:
     "The given label of each training file, the folder's name for any other file (a picklable `get_y` for workers)"
@@ -146,7 +216,8 @@ def folder_dls(items:ImageFolderItems, # from `folder_items`
     if num_workers is None: num_workers = min(8, os.cpu_count() or 1) if len(files) >= 1000 else 0
     tfms = [*aug_transforms(size=size)] if aug else []
     get_y = parent_label if labels is None else _LabelOf(files[:n_tr], [items.vocab[int(i)] for i in labels])
-    dblock = DataBlock(blocks=(ImageBlock, CategoryBlock(vocab=items.vocab)), get_y=get_y,
+    img = ImageBlock if items.depth is None else TransformBlock(type_tfms=_ReadImage(items.depth), batch_tfms=IntToFloatTensor)
+    dblock = DataBlock(blocks=(img, CategoryBlock(vocab=items.vocab)), get_y=get_y,
                        splitter=IndexSplitter(range(n_tr, len(files))), item_tfms=Resize(size),
                        batch_tfms=tfms + [Normalize.from_stats(*imagenet_stats)])
     cuda = device is not None and torch.device(device).type == 'cuda'
@@ -179,6 +250,7 @@ class CompareData:
                  skipped:int=0,       # unreadable files left out
                  modality:str='image',# what the inputs are: chooses the measures that apply (see `fastmix.compare.metrics`)
                  shape:tuple=(3, 32, 32), # the shape of one input
+                 fingerprint:str='',  # what the examples and labels are (`folder_fingerprint`, `tensor_fingerprint`): in the key of the runs
                 ):
         store_attr()
         self.n_train = len(train_labels)
@@ -191,6 +263,26 @@ class CompareData:
         set_seed(seed)
         return self.make_dls(bs, device, labels)
     def __repr__(self): return f"{self.desc}: {self.n_train} training, {self.n_test} test examples, {len(self.vocab)} classes"
+
+# %% ../../nbs/08f_compare_data.ipynb #64b2f2bf
+def folder_fingerprint(items:ImageFolderItems) -> str:
+    "A hash of (split, relative path, size, mtime in ns, label) of each training and test image of `items`, sorted: 16 hex digits"
+    lines = []
+    for split,idx in (('train', items.train), ('test', items.test)):
+        for i in idx:
+            f = items.files[i]
+            st = os.stat(f)
+            lines.append(f"{split}\t{f.relative_to(items.path).as_posix()}\t{st.st_size}\t{st.st_mtime_ns}\t{items.labels[i]}\n")
+    return hashlib.sha256(''.join(sorted(lines)).encode()).hexdigest()[:16]
+
+def tensor_fingerprint(*tensors:Tensor) -> str:
+    "A hash of the dtype, shape and bytes of each of `tensors`, in order: 16 hex digits"
+    h = hashlib.sha256()
+    for t in tensors:
+        a = np.ascontiguousarray(torch.as_tensor(t).detach().cpu().numpy())
+        h.update(f"{a.dtype} {a.shape}\n".encode()); h.update(a.data)
+    return h.hexdigest()[:16]
+
 
 # %% ../../nbs/08f_compare_data.ipynb #8a08fc0d
 def _limited(train:tuple, test:tuple, limit:int|None) -> tuple:
@@ -216,7 +308,8 @@ def memory_data(train:tuple,        # (inputs, integer labels) of the training s
     dims = (0, *range(2, xtr.ndim))  # all but the channels
     lo,hi = xtr.amin(dims, keepdim=True),xtr.amax(dims, keepdim=True)
     vocab = vocab or [str(i) for i in range(int(max(ytr.max(), yte.max())) + 1)]
-    return CompareData(make, vocab, ytr, len(yte), lo, hi, desc, modality=modality, shape=tuple(xtr.shape[1:]))
+    return CompareData(make, vocab, ytr, len(yte), lo, hi, desc, modality=modality, shape=tuple(xtr.shape[1:]),
+                       fingerprint=tensor_fingerprint(xtr, ytr, xte, yte))
 
 # %% ../../nbs/08f_compare_data.ipynb #87a62d4a
 def _digits_data(size:int|None, limit:int|None, aug:bool) -> CompareData:
@@ -268,4 +361,4 @@ def compare_data(data='digits',          # a name in `DATASETS` ('digits', 'mnis
     make = lambda bs, device, labels=None: folder_dls(items, size, bs, aug, num_workers, device, labels)
     train_labels = torch.tensor([items.vocab.index(items.labels[i]) for i in items.train])
     return CompareData(make, items.vocab, train_labels, len(items.test), lo, hi, str(Path(data)), len(items.skipped),
-                       shape=(3, size, size))
+                       shape=(3, size, size), fingerprint=folder_fingerprint(items))
