@@ -414,7 +414,7 @@ def machine_facts(device='cpu',          # the device the runs train on
     "What decides the last digits of a seeded run besides its settings: PyTorch, the processor and the kernels it gets, threads, device"
     device = torch.device(device)
     cpu,isa = _cpuinfo()
-    f = dict(torch=torch.__version__, device=device.type, cpu=cpu, cpu_capability=torch.backends.cpu.get_cpu_capability(),
+    f = dict(torch=str(torch.__version__), device=device.type, cpu=cpu, cpu_capability=str(torch.backends.cpu.get_cpu_capability()),
              isa=isa, threads=int(threads or torch.get_num_threads()))
     if device.type == 'cuda': f['gpu'] = torch.cuda.get_device_name(device)
     env = {k: os.environ[k] for k in KERNEL_ENV if os.environ.get(k)}
