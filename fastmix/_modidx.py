@@ -172,6 +172,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                         'fastmix.compare.report._fingerprint': ( 'compare_report.html#_fingerprint',
                                                                                  'fastmix/compare/report.py'),
                                         'fastmix.compare.report._fmt': ('compare_report.html#_fmt', 'fastmix/compare/report.py'),
+                                        'fastmix.compare.report._key': ('compare_report.html#_key', 'fastmix/compare/report.py'),
                                         'fastmix.compare.report._names': ('compare_report.html#_names', 'fastmix/compare/report.py'),
                                         'fastmix.compare.report._per_run': ('compare_report.html#_per_run', 'fastmix/compare/report.py'),
                                         'fastmix.compare.report._pooled_probs': ( 'compare_report.html#_pooled_probs',

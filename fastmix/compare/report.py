@@ -488,6 +488,8 @@ def measure_kernels(ref,                  # the folder of the committed results
                            env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL)
             keep_measurement(ref, name, f"{tmp}/out", env, ' '.join(['fastmix compare', *args]), time.perf_counter() - t0)
 
+def _key(d:Path) -> dict: return {k: v for k,v in json.loads((d/'settings.json').read_text())['key'].items() if k != 'machine'}
+
 def kernel_deviations(ref) -> pd.DataFrame:
     "The largest deviation of each measure from the committed results in `ref`, under each kernel setting kept in `ref/kernels`"
     ref,cols = Path(ref),{}
@@ -497,6 +499,8 @@ def kernel_deviations(ref) -> pd.DataFrame:
         if json.loads((d/'measurement.json').read_text())['committed'] != _fingerprint(ref):
             raise AssertionError(f"the measurement in {d} was made against other committed results than those in {ref}: "
                                  f"measure again (`fastmix.compare.report.measure_kernels`)")
+        if _key(d) != _key(ref): raise AssertionError(f"the measurement in {d} was made with other settings than the committed results in {ref}: "
+                                                      f"measure again (`fastmix.compare.report.measure_kernels`)")
         dv,other = deviations(d, ref, means=True)
         if other: raise AssertionError(f"under the kernels of {d.name}, {', '.join(other)} differ from {ref}")
         cols[d.name] = dv.groupby('measure', sort=False).dev.max()
@@ -554,18 +558,16 @@ def check_reproduced(out,          # the folder of a fresh run of the comparison
             f"more than the {tm:.3g} allowed for {r['measure']} {case}{why}. Either the code changed the results, and the committed "
             f"results in {ref} are stale: {remake}; or this machine moves them further than the kernels measured.")
 
-def _counted(m:str) -> bool: return m in ('clean_acc', 'fgsm_acc', 'pgd_acc', 'label_noise_acc') or m.endswith(' curves')
+def _counted(m:str) -> bool: return m in ('clean_acc', 'fgsm_acc', 'pgd_acc', 'label_noise_acc')  # a share of the test examples
 
 def kernel_table(ref, factor:float=KERNEL_FACTOR) -> pd.DataFrame:
     "The largest deviation of each measure under each kernel setting kept in `ref/kernels`, and the tolerance on another machine"
     dv = kernel_deviations(ref)
-    key = json.loads((Path(ref)/'settings.json').read_text())['key']
-    n = lambda m: key.get('corruption_images', 0) if m.startswith('corruption ') else key['n_test']  # test examples it counts
-    acc = [m.endswith('_acc') or m.endswith(' curves') for m in dv.index]
-    t = dv.assign(tolerance=dv.max(axis=1) * factor)
-    t = t.mul([100 if a else 1 for a in acc], axis=0)  # accuracies in points
+    n = json.loads((Path(ref)/'settings.json').read_text())['key']['n_test']
+    acc = [m.endswith('_acc') or ' curve' in m for m in dv.index]
+    t = dv.assign(tolerance=dv.max(axis=1) * factor).mul([100 if a else 1 for a in acc], axis=0)  # accuracies in points
     t.insert(0, 'unit', ['points' if a else '' for a in acc])
-    t['most, in test examples'] = [f"{v * n(m):.0f} of {n(m)}" if _counted(m) else '' for m,v in dv.max(axis=1).items()]
+    t['most, in test examples'] = [f"{v * n:.0f} of {n}" if _counted(m) else '' for m,v in dv.max(axis=1).items()]
     return t.reset_index()
 
 def same_machine(out, ref) -> bool:
