@@ -484,8 +484,9 @@ def measure_kernels(ref,                  # the folder of the committed results
     for name,env in (settings or KERNEL_SETTINGS).items():
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, '-m', 'fastmix.compare.cli', 'compare', *args, '--out', f"{tmp}/out"],
-                           env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL)
+            r = subprocess.run([sys.executable, '-m', 'fastmix.compare.cli', 'compare', *args, '--out', f"{tmp}/out"],
+                               env={**os.environ, **env}, capture_output=True, text=True)
+            if r.returncode: raise RuntimeError(f"`fastmix compare {' '.join(args)}` under {env} failed: {(r.stderr.strip() or '?').splitlines()[-1]}")
             keep_measurement(ref, name, f"{tmp}/out", env, ' '.join(['fastmix compare', *args]), time.perf_counter() - t0)
 
 def _key(d:Path) -> dict: return {k: v for k,v in json.loads((d/'settings.json').read_text())['key'].items() if k != 'machine'}
