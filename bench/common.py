@@ -109,7 +109,7 @@ def fit(learn:Learner, lr:float=1e-3):
 
 
 def machine_info() -> dict:
-    "nproc, CPU model, torch/fastai/torchvision versions, threads, device"
+    "nproc, CPU model and the kernels PyTorch uses on it, torch/fastai/torchvision versions, threads, device"
     import os, platform, fastai
     cpu = platform.processor() or ''
     try:
@@ -117,6 +117,8 @@ def machine_info() -> dict:
             cpu = next((l.split(':', 1)[1].strip() for l in f if l.startswith('model name')), cpu)
     except OSError: pass
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'
-    return dict(nproc=os.cpu_count(), cpu=cpu, gpu=gpu, torch=torch.__version__, fastai=fastai.__version__,
-                torchvision=torchvision.__version__, torch_threads=torch.get_num_threads(), python=platform.python_version())
+    kernels = {k: os.environ[k] for k in ('ATEN_CPU_CAPABILITY', 'ONEDNN_MAX_CPU_ISA', 'MKL_ENABLE_INSTRUCTIONS') if os.environ.get(k)}
+    return dict(nproc=os.cpu_count(), cpu=cpu, cpu_capability=torch.backends.cpu.get_cpu_capability(), kernel_env=kernels, gpu=gpu,
+                torch=torch.__version__, fastai=fastai.__version__, torchvision=torchvision.__version__,
+                torch_threads=torch.get_num_threads(), python=platform.python_version())
 

@@ -20,7 +20,7 @@ from .data import CompareError, CompareData, compare_data, check_value, data_set
 from .models import resolve_arch, check_pretrained, make_learner
 from .metrics import (GAUSS_LEVELS, SP_LEVELS, EPS_LEVELS, FGSM_EPS, SEVERITIES, MODALITIES, gaussian_noise,
                                      salt_pepper, input_grad_sign, pgd, from_pixels, calibration, temperature_at_bound)
-from .report import CompareResult, summarise, write_report, chance_level
+from .report import CompareResult, summarise, write_report, chance_level, machine_facts
 from ..mixup import MixUp
 from ..cutmix import CutMix
 from ..manifold import ManifoldMixup
@@ -541,6 +541,7 @@ def _plan(data, methods, epochs, seeds, arch, out, bs, lr, size, limit, pretrain
     if device.type != 'cpu':
         if parallel: raise CompareError(f"parallel runs are for a CPU; on {device.type} the runs train one at a time (leave --parallel out)")
         par = 1
+    threads = v['threads'] or (1 if par > 1 else torch.get_num_threads())  # each run's: a worker process trains on 1 unless told
     n_cor = min(corruption_images, d.n_test, max(1, 2**29 // max(1, len(names) * len(SEVERITIES) * math.prod(d.shape))))
     a = dict(arch=v['arch'], epochs=epochs, bs=bs, lr=v['lr'], device=device, pretrained=pretrained, schedule=schedule,
              gauss_levels=gauss_levels, sp_levels=sp_levels, eps=float(eps), eps_levels=eps_levels, pgd_steps=pgd_steps,
@@ -549,15 +550,16 @@ def _plan(data, methods, epochs, seeds, arch, out, bs, lr, size, limit, pretrain
                size=size, limit=limit, aug=aug, arch=f"{lib}/{name}", pretrained=pretrained, schedule=schedule, epochs=epochs,
                bs=bs, lr=v['lr'], gauss_levels=list(gauss_levels), sp_levels=list(sp_levels), eps=float(eps),
                eps_levels=list(eps_levels), pgd_steps=pgd_steps, corruptions=list(names), corruption_images=n_cor)
+    key['machine'] = machine_facts(device, threads)  # what decides the last digits: one folder never mixes two machines' runs
     settings = dict(data=str(data), n_train=d.n_train, n_test=d.n_test, classes=len(d.vocab), modality=d.modality,
                     shape=list(d.shape), methods=list(meths), epochs=epochs, seeds=v['seeds'], arch=v['arch'], library=lib,
                     pretrained=pretrained, schedule=schedule, aug=aug, bs=bs, bs_auto=v['bs'] is None, steps_per_epoch=steps,
-                    lr=v['lr'], size=size, device=str(device), threads=v['threads'], parallel=par, label_noise=float(label_noise), eps=float(eps),
+                    lr=v['lr'], size=size, device=str(device), threads=threads, parallel=par, label_noise=float(label_noise), eps=float(eps),
                     eps_levels=list(eps_levels), pgd_steps=pgd_steps, corruptions=list(names),
                     corruption_images=n_cor if names else 0, skipped_images=d.skipped)
     if not names: settings['corruption_note'] = (f"Corruptions: none measured ({'the images are under 32 px, the minimum of imagecorruptions' if d.modality == 'image' else 'none defined for this data'}).")
     return dict(meths=meths, d=d, names=names, a=a, key=key, settings=settings, out=out, seeds=v['seeds'],
-                threads=v['threads'], total=steps * (epochs + (schedule == 'fine_tune')), steps=steps, parallel=par)
+                threads=threads, total=steps * (epochs + (schedule == 'fine_tune')), steps=steps, parallel=par)
 
 # %% ../../nbs/08_compare.ipynb #ad371d21
 def _run_plan(p:dict, label_noise:float, replace:bool, verbose:bool) -> CompareResult:

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/08d_compare_report.ipynb #99688aec
 from __future__ import annotations
-import json, math
+import hashlib, json, math, os, platform, shutil, subprocess, sys, tempfile, time
 import numpy as np
 import pandas as pd
 import torch
@@ -16,10 +16,12 @@ from fastcore.basics import store_attr
 from .metrics import reliability_bins, expected_calibration_error, calibration_split, fit_temperature, T_BOUNDS
 
 # %% auto #0
-__all__ = ['ACC_COLS', 'CAL_COLS', 'SUMMARY_COLS', 'DIFF_COLS', 'summarise', 'chance_level', 'accuracy_table',
-           'calibration_table', 'difference_table', 'format_summary', 'skipped_notes', 'level_table', 'report_notes',
-           'reading', 'text_table', 'md_table', 'plot_noise', 'plot_adversarial', 'plot_labels', 'plot_corruptions',
-           'plot_reliability', 'CompareResult', 'write_report', 'check_reproduced']
+__all__ = ['ACC_COLS', 'CAL_COLS', 'SUMMARY_COLS', 'DIFF_COLS', 'KERNEL_ENV', 'KERNEL_SETTINGS', 'KERNEL_FACTOR', 'summarise',
+           'chance_level', 'accuracy_table', 'calibration_table', 'difference_table', 'format_summary', 'skipped_notes',
+           'level_table', 'report_notes', 'reading', 'text_table', 'md_table', 'plot_noise', 'plot_adversarial',
+           'plot_labels', 'plot_corruptions', 'plot_reliability', 'CompareResult', 'write_report', 'machine_facts',
+           'deviations', 'keep_measurement', 'measure_kernels', 'kernel_deviations', 'kernel_tolerance',
+           'check_reproduced', 'kernel_table', 'same_machine']
 
 # %% ../../nbs/08d_compare_report.ipynb #0c1fd727
 ACC_COLS = {'clean_acc': 'clean %', 'gauss_nfm_acc': 'Gauss ≤.35 %', 'gauss_ext_acc': 'Gauss >.35 %', 'sp_acc': 'salt&pepper %',
@@ -394,24 +396,182 @@ def write_report(res:CompareResult) -> list:
         files.append('reliability.png')
     return files
 
-# %% ../../nbs/08d_compare_report.ipynb #74833133
+# %% ../../nbs/08d_compare_report.ipynb #398ddd71
+_ISA_PREFIXES = ('sse4', 'avx', 'fma', 'f16c', 'amx', 'asimd', 'sve')  # the CPU features that ATen, oneDNN and MKL pick kernels by
+KERNEL_ENV = ('ATEN_CPU_CAPABILITY', 'ONEDNN_MAX_CPU_ISA', 'DNNL_MAX_CPU_ISA', 'MKL_ENABLE_INSTRUCTIONS', 'MKL_CBWR')
+
+def _cpuinfo() -> tuple:
+    "The processor's name and its vector-instruction features (from /proc/cpuinfo on Linux; elsewhere the name only)"
+    try: lines = Path('/proc/cpuinfo').read_text(errors='replace').splitlines()
+    except OSError: lines = []
+    field = lambda *ks: next((l.split(':', 1)[1].strip() for l in lines if ':' in l and l.split(':')[0].strip() in ks), '')
+    name = field('model name', 'Model name', 'Hardware') or platform.processor() or platform.machine()
+    return name,' '.join(sorted(f for f in field('flags', 'Features').split() if f.startswith(_ISA_PREFIXES)))
+
+def machine_facts(device='cpu',          # the device the runs train on
+                  threads:int|None=None, # CPU threads of each run; None: PyTorch's now
+                 ) -> dict:
+    "What decides the last digits of a seeded run besides its settings: PyTorch, the processor and the kernels it gets, threads, device"
+    device = torch.device(device)
+    cpu,isa = _cpuinfo()
+    f = dict(torch=str(torch.__version__), device=device.type, cpu=cpu, cpu_capability=str(torch.backends.cpu.get_cpu_capability()),
+             isa=isa, threads=int(threads or torch.get_num_threads()))
+    if device.type == 'cuda': f['gpu'] = torch.cuda.get_device_name(device)
+    env = {k: os.environ[k] for k in KERNEL_ENV if os.environ.get(k)}
+    if env: f['env'] = env  # kernels chosen by hand (ATen's, oneDNN's, MKL's)
+    return f
+
+# %% ../../nbs/08d_compare_report.ipynb #e14e7a11
+_IDS = {'runs.csv': ['method', 'seed'], 'curves.csv': ['method', 'seed', 'group', 'noise', 'level']}  # what names a row
+_UNCHECKED = ('sec_per_epoch', 'resumed')  # times depend on the machine and its load
+_TEXT = ('status', 'reason')               # words, even where every one is empty (and pandas reads numbers)
+
+def deviations(out,              # the folder of a fresh run
+               ref,              # the folder of the committed results
+               means:bool=False, # curves: per run and kind of noise, the mean accuracy over its levels > 0 (else: every level)
+              ) -> tuple:
+    "Every number of `out`'s runs.csv and curves.csv (but the times) next to `ref`'s, and the other columns that differ: `(DataFrame, list)`"
+    rows,other = [],[]
+    for f,ids in _IDS.items():
+        a,b = pd.read_csv(Path(out)/f),pd.read_csv(Path(ref)/f)
+        if list(a.columns) != list(b.columns) or len(a) != len(b) or not a[ids].equals(b[ids]): raise ValueError(f"{f} has other columns or rows")
+        for c in b.columns:
+            if c in ids or c in _UNCHECKED: continue
+            x,y = a[c],b[c]
+            if c in _TEXT or not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
+                if [('' if pd.isna(v) else str(v)) for v in x] != [('' if pd.isna(v) else str(v)) for v in y]: other.append(f"{f}, column {c}")
+                continue
+            d = b[ids].assign(file=f, column=c, measure=c if f == 'runs.csv' else b['noise'] + ' curve',
+                              new=x.astype(float), committed=y.astype(float))
+            if f == 'curves.csv' and means:
+                d = d[d.level > 0].groupby(['file', 'column', 'measure', 'method', 'seed', 'group', 'noise'], sort=False)[['new', 'committed']].mean().reset_index()
+                d['measure'] += ' (mean over levels)'
+            rows.append(d)
+    dv = pd.concat(rows, ignore_index=True)
+    x,y = dv.new.to_numpy(),dv.committed.to_numpy()
+    dv['dev'] = np.where(np.isnan(x) & np.isnan(y), 0., np.where(np.isnan(x) | np.isnan(y), np.inf, np.abs(x - y)))
+    return dv,other
+
+# %% ../../nbs/08d_compare_report.ipynb #98c6906d
+KERNEL_SETTINGS = {  # other CPU kernels on one machine: PyTorch's without vector instructions, and with AVX2 alone
+    'aten_default': {'ATEN_CPU_CAPABILITY': 'default'},
+    'aten_avx2': {'ATEN_CPU_CAPABILITY': 'avx2'},
+    'avx2_all': {'ATEN_CPU_CAPABILITY': 'avx2', 'ONEDNN_MAX_CPU_ISA': 'AVX2', 'MKL_ENABLE_INSTRUCTIONS': 'AVX2'}}
+KERNEL_FACTOR = 2.  # the tolerance on another machine: this many times the largest deviation measured across kernels
+
+def _fingerprint(ref) -> str:
+    "A short hash of the committed runs.csv and curves.csv: which results a measurement was made against"
+    return hashlib.sha256(b''.join((Path(ref)/f).read_bytes() for f in _IDS)).hexdigest()[:16]
+
+def keep_measurement(ref,          # the folder of the committed results
+                     name:str,     # the kernel setting's name (a key of `KERNEL_SETTINGS`)
+                     out,          # the folder of the run made under it
+                     env:dict,     # the environment variables that chose the kernels
+                     command:str,  # the command that made it
+                     seconds:float|None=None):
+    "Keep the run in `out` (runs.csv, curves.csv, settings.json) as `ref/kernels/name`, with how and against what it was made"
+    d = Path(ref)/'kernels'/name
+    d.mkdir(parents=True, exist_ok=True)
+    for f in ('runs.csv', 'curves.csv', 'settings.json'): shutil.copyfile(Path(out)/f, d/f)
+    info = dict(command=command, env=env, committed=_fingerprint(ref), seconds=None if seconds is None else round(seconds))
+    (d/'measurement.json').write_text(json.dumps(info, indent=1))
+
+def measure_kernels(ref,                  # the folder of the committed results
+                    args:list,            # the arguments of `fastmix compare` that made them, e.g. ['--data', 'mnist1d']
+                    settings:dict|None=None, # name -> environment variables; None: `KERNEL_SETTINGS`
+                   ):
+    "Run `fastmix compare ARGS` under each kernel setting, each in a process of its own, and keep it in `ref/kernels`"
+    for name,env in (settings or KERNEL_SETTINGS).items():
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            r = subprocess.run([sys.executable, '-m', 'fastmix.compare.cli', 'compare', *args, '--out', f"{tmp}/out"],
+                               env={**os.environ, **env}, capture_output=True, text=True)
+            if r.returncode: raise RuntimeError(f"`fastmix compare {' '.join(args)}` under {env} failed: {(r.stderr.strip() or '?').splitlines()[-1]}")
+            keep_measurement(ref, name, f"{tmp}/out", env, ' '.join(['fastmix compare', *args]), time.perf_counter() - t0)
+
+def _key(d:Path) -> dict: return {k: v for k,v in json.loads((d/'settings.json').read_text())['key'].items() if k != 'machine'}
+
+def kernel_deviations(ref) -> pd.DataFrame:
+    "The largest deviation of each measure from the committed results in `ref`, under each kernel setting kept in `ref/kernels`"
+    ref,cols = Path(ref),{}
+    ds = sorted(p for p in (ref/'kernels').glob('*') if (p/'measurement.json').exists())
+    if not ds: raise AssertionError(f"no measurement of other CPU kernels in {ref/'kernels'}: make one with `measure_kernels`")
+    for d in ds:
+        if json.loads((d/'measurement.json').read_text())['committed'] != _fingerprint(ref):
+            raise AssertionError(f"the measurement in {d} was made against other committed results than those in {ref}: "
+                                 f"measure again (`fastmix.compare.report.measure_kernels`)")
+        if _key(d) != _key(ref): raise AssertionError(f"the measurement in {d} was made with other settings than the committed results in {ref}: "
+                                                      f"measure again (`fastmix.compare.report.measure_kernels`)")
+        dv,other = deviations(d, ref, means=True)
+        if other: raise AssertionError(f"under the kernels of {d.name}, {', '.join(other)} differ from {ref}")
+        cols[d.name] = dv.groupby('measure', sort=False).dev.max()
+    return pd.DataFrame(cols).rename_axis('measure')
+
+def kernel_tolerance(ref, factor:float=KERNEL_FACTOR) -> dict:
+    "How far each measure may move on another machine: `factor` times the largest deviation measured across kernels (`kernel_deviations`)"
+    return (kernel_deviations(ref).max(axis=1) * factor).to_dict()
+
+# %% ../../nbs/08d_compare_report.ipynb #caa7c46d
+def _facts_diff(new:dict|None, old:dict|None) -> str:
+    "What differs between the machine of a fresh run and that of the committed one"
+    if not old: return "the committed results record no machine"
+    new = new or {}
+    return '; '.join(f"{k} {new.get(k)!r}, committed {old.get(k)!r}" for k in dict.fromkeys([*old, *new]) if new.get(k) != old.get(k))
+
+def _where(r) -> str:
+    "The run (and the curve's point) of a row of `deviations`"
+    if r['file'] == 'runs.csv': return f"{r['method']} seed {r['seed']}"
+    return f"{r['method']} seed {r['seed']}, {r['noise']} " + (f"at {r['level']:g}" if pd.notna(r.get('level')) else 'over its levels')
+
 def check_reproduced(out,          # the folder of a fresh run of the comparison
                      ref,          # the folder of the committed results
                      command:str,  # the command that made them, for the message
-                     atol:float=1e-6, # numbers may differ by this much
+                     atol:float=1e-6, # on the committed run's machine, numbers may differ by this much
+                     tolerance:dict|None=None, # on another machine, measure -> how far it may move; None: `kernel_tolerance(ref)`
                     ):
-    "Raise an `AssertionError` naming `command` unless the runs, curves and settings key in `out` are those in `ref`, but for times"
+    "Raise an `AssertionError` naming `command` and the case unless `out` reproduces `ref`: exactly on its machine, within `tolerance` on another"
     out,ref = Path(out),Path(ref)
-    remake = (f"the committed results in {ref} are stale: make them again with `{command} --out DIR` and copy runs.csv, "
-              f"curves.csv, results.csv and settings.json from DIR to {ref}")
-    new,old = (json.loads((d/'settings.json').read_text())['key'] for d in (out, ref))
-    if new != old: raise AssertionError(f"settings differ ({', '.join(k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k))}): {remake}")
-    for f in ('runs.csv', 'curves.csv'):
-        a,b = pd.read_csv(out/f),pd.read_csv(ref/f)
-        if list(a.columns) != list(b.columns) or len(a) != len(b): raise AssertionError(f"{f} has other columns or rows: {remake}")
-        for c in (c for c in b.columns if c not in ('sec_per_epoch', 'resumed')):
-            x,y = a[c],b[c]
-            if pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y):
-                same = np.allclose(x.astype(float), y.astype(float), rtol=0, atol=atol, equal_nan=True)
-            else: same = x.fillna('').astype(str).tolist() == y.fillna('').astype(str).tolist()
-            if not same: raise AssertionError(f"{f}, column {c}, differs: {remake}")
+    remake = (f"make them again with `{command} --out DIR` and copy runs.csv, curves.csv, results.csv and settings.json from DIR "
+              f"to {ref}; then measure the kernels again (`measure_kernels`)")
+    (new,mn),(old,mo) = ((k, k.pop('machine', None)) for k in (json.loads((d/'settings.json').read_text())['key'] for d in (out, ref)))
+    if new != old: raise AssertionError(f"settings differ ({', '.join(k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k))}): "
+                                        f"the committed results in {ref} are stale: {remake}")
+    same = mo is not None and mn == mo
+    case = (f"on the machine that made the committed results (torch {mo['torch']}, {mo['cpu']}, {mo['cpu_capability']}, {mo['threads']} "
+            f"thread{'s' if mo['threads'] != 1 else ''}), so the committed results in {ref} are stale: {remake}" if same else
+            f"on another machine than the one that made the committed results ({_facts_diff(mn, mo)})")
+    try: dv,other = deviations(out, ref, means=not same)  # another machine: each curve's mean, as the tables show it
+    except ValueError as e: raise AssertionError(f"{e} {case}") from None
+    if other: raise AssertionError(f"{other[0]}, differs {case}")
+    if same:
+        bad = dv[~(dv.dev <= atol)]
+        if len(bad): r = bad.iloc[0]; raise AssertionError(f"{r['file']}, column {r['column']}, differs ({_where(r)}: {r['new']:.6g}, "
+                                                           f"committed {r['committed']:.6g}) {case}")
+        return
+    tol = kernel_tolerance(ref) if tolerance is None else tolerance
+    t = dv.measure.map(lambda m: tol.get(m, 0.))
+    bad = dv[~(dv.dev <= t)]
+    if len(bad):
+        r,tm = bad.iloc[0],t[bad.index[0]]
+        why = (f", where it may move {KERNEL_FACTOR:g} times as far as other CPU kernels moved it ({ref/'kernels'})" if tolerance is None else '')
+        raise AssertionError(
+            f"{r['file']}, column {r['column']}, {_where(r)}: {r['new']:.6g}, committed {r['committed']:.6g}, {r['dev']:.3g} apart, "
+            f"more than the {tm:.3g} allowed for {r['measure']} {case}{why}. Either the code changed the results, and the committed "
+            f"results in {ref} are stale: {remake}; or this machine moves them further than the kernels measured.")
+
+def _counted(m:str) -> bool: return m in ('clean_acc', 'fgsm_acc', 'pgd_acc', 'label_noise_acc')  # a share of the test examples
+
+def kernel_table(ref, factor:float=KERNEL_FACTOR) -> pd.DataFrame:
+    "The largest deviation of each measure under each kernel setting kept in `ref/kernels`, and the tolerance on another machine"
+    dv = kernel_deviations(ref)
+    n = json.loads((Path(ref)/'settings.json').read_text())['key']['n_test']
+    acc = [m.endswith('_acc') or ' curve' in m for m in dv.index]
+    t = dv.assign(tolerance=dv.max(axis=1) * factor).mul([100 if a else 1 for a in acc], axis=0)  # accuracies in points
+    t.insert(0, 'unit', ['points' if a else '' for a in acc])
+    t['most, in test examples'] = [f"{v * n:.0f} of {n}" if _counted(m) else '' for m,v in dv.max(axis=1).items()]
+    return t.reset_index()
+
+def same_machine(out, ref) -> bool:
+    "Whether the fresh run in `out` was made on a machine with the facts of the committed run in `ref` (`check_reproduced`'s exact case)"
+    mn,mo = (json.loads((Path(d)/'settings.json').read_text())['key'].get('machine') for d in (out, ref))
+    return mo is not None and mn == mo
