@@ -5,7 +5,7 @@
 # %% ../nbs/00_core.ipynb #9a435bb6
 from __future__ import annotations
 import math, numbers, warnings, weakref
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 import numpy as np
 import torch
 from torch import nn, Tensor
@@ -13,7 +13,7 @@ from fastai.basics import *
 from fastai.callback.schedule import LRFinder
 from fastai.callback.mixup import MixHandler
 from fastai.layers import NoneReduce
-from .places import Place, Places, find_places, inner_model, eager_calls, learner_loss
+from .places import Place, Places, find_places, inner_model, eager_calls, learner_loss, _several
 from .compiled import warn_compiled_rounding
 
 # %% auto #0
@@ -97,6 +97,7 @@ class MixParams:
     lam:float|np.ndarray|Tensor  # the Beta(alpha, alpha) draw: a float (one per batch) or one per sample
     weight:object                # the weight each sample's own target keeps: a float, a 0-d tensor or one per sample
     place:str='input'            # where it mixes: 'input', or the name of a hidden place (`name#k`: the module's call k)
+    parts:tuple=field(default=(), kw_only=True)  # a place whose output is several tensors: the draw for each, sharing `perm` and `lam`
 
 # %% ../nbs/00_core.ipynb #2af7e83a
 def blend_loss(lf, pred, yb:tuple, perm:Tensor, w):
@@ -152,8 +153,9 @@ def hidden_stages(cb, found:Places, n:int) -> list:
     if found.stages: return found.stages[:n]
     lost = (f" Gradient checkpointing took {found.given_up} away (modules that run again in the backward pass cannot be "
             "mixed): turn it off to mix there." if found.given_up else "")
-    raise ValueError(f"{type(cb).__name__}: fastmix found no hidden place to use by default in {found.model} (a {found.kind} "
-                     f"network; prediction: {found.prediction}; its {len(found.eligible)} eligible places: {found.names[:8]})."
+    what = 'no place carries the whole signal' if found.kind == 'none' else f"a {found.kind} network"
+    raise ValueError(f"{type(cb).__name__}: fastmix found no hidden place to use by default in {found.model} ({what}"
+                     f"; prediction: {found.prediction}; its {len(found.eligible)} eligible places: {found.names[:8]})."
                      f"{lost} Pass `places=[...]` with the names of modules whose outputs carry the whole signal, taken from "
                      "`find_places(model, xb)`; if the model returns several outputs, say which is the prediction with `prediction=`.")
 
@@ -203,8 +205,11 @@ def probe_places(model:nn.Module, places:list, xb:tuple) -> dict:
     for name,m in places:
         call,count = (int(name.split('#')[1]) if '#' in name else 0),[0]
         def rec(mod, args, out, name=name, call=call, count=count):
-            if count[0] == call and torch.is_tensor(out):
-                seen[name] = Place(name, tuple(out.shape[1:]), 'nchw' if out.ndim >= 3 else 'flat', call)
+            lay = lambda t: 'nchw' if t.ndim >= 3 else 'flat'
+            if count[0] == call and torch.is_tensor(out): seen[name] = Place(name, tuple(out.shape[1:]), lay(out), call)
+            elif count[0] == call and _several(out):  # a tuple or list of tensors: a place of several
+                parts = [Place(f'{name}[{j}]', tuple(t.shape[1:]), lay(t)) for j,t in enumerate(out)]
+                seen[name] = Place(name, tuple(q.shape for q in parts), 'several', call, parts=parts)
             count[0] += 1
         handles.append(m.register_forward_hook(rec))
     try:
@@ -370,6 +375,10 @@ class MixCallback(Callback):
         lam = self.sample_weights(shape[0])
         return MixParams(self.partners(shape[0], device), lam, lam, place)
 
+    def draw_part(self, params:MixParams, shape:tuple, device, info:Place) -> MixParams:
+        "The draw for one more tensor, of `shape`, of a place whose output is several: `params`'s partners and `lam`, and what depends on the shape drawn for it (here nothing: `params` itself)"
+        return params
+
     def mix(self, h:Tensor, params:MixParams) -> Tensor:
         "`h` mixed with its partners `h[params.perm]`; here as MixUp: `lam*h + (1-lam)*h[perm]`"
         return mixup(h, params.perm, params.lam)
@@ -423,17 +432,26 @@ class MixCallback(Callback):
         k = int(f.rng.integers(len(f.plan))) if len(f.plan) > 1 else 0
         name,module,info = f.plan[k]
         dev = xb[0].device
-        params = self.draw(xb[0].shape if module is None else (find_bs(xb), *info.shape), dev, name, info)
+        params = self.draw(xb[0].shape, dev, name, info) if module is None else self.draw_place(find_bs(xb), dev, name, info)
         self.batch_state = b = BatchState(params)
         if module is None: self.learn.xb = tuple(self.mix(x, params) for x in xb)
         else:
             if f.compiled and isinstance(params.lam, float):  # a float would be compiled in as a constant
-                params.lam = torch.full((), params.lam, device=dev)  # filled by a kernel on the device: no copy, no sync
+                lam = torch.full((), params.lam, device=dev)  # filled by a kernel on the device: no copy, no sync
+                for q in (params, *params.parts): q.lam = lam
             b.armed,b.call = k,info.call
             # the place mixes only in the forward pass of this step's own batch: a hook left by an interruption is inert
             b.hooks.append(self._register(WeakHook(self, '_check_step'), self.learn.model, pre=True))
             if not f.compiled: b.hooks.append(self._register(WeakHook(self, '_mix_place', k), module))
         f.record.add(name, params.weight)
+
+    def draw_place(self, bs:int, device, name:str, info:Place) -> MixParams:
+        "The draw for a hidden place: `draw` for its output's shape; for several tensors, one draw for the first and `draw_part` for the others"
+        if not info.parts: return self.draw((bs, *info.shape), device, name, info)
+        first = self.draw((bs, *info.parts[0].shape), device, name, info.parts[0])
+        parts = (first, *(self.draw_part(first, (bs, *q.shape), device, q) for q in info.parts[1:]))
+        ws = [q.weight for q in parts]
+        return replace(first, weight=ws[0] if all(w is ws[0] for w in ws) else sum(ws[1:], ws[0]) / len(ws), parts=parts)
 
     def _wants_mix(self) -> bool:
         f = self.fit_state
@@ -509,12 +527,16 @@ class MixCallback(Callback):
         b.armed = None
         if not compiled:
             for h in b.hooks: h.remove()
-        if not torch.is_tensor(out):
+        parts = b.params.parts
+        several = type(out) in (tuple, list) and len(out) == len(parts) and all(torch.is_tensor(h) for h in out)
+        if not (torch.is_tensor(out) or several):
             raise TypeError(f"{type(self).__name__}: module {b.params.place!r} returned a {type(out).__name__}, but only a "
-                            "tensor can be mixed. Choose a place whose output is a tensor (`places=[...]`).")
-        if out.shape[0] != len(b.params.perm):
-            raise ValueError(f"{type(self).__name__}: the output of {b.params.place!r} has shape {tuple(out.shape)}, whose "
-                             f"first dimension is not the batch size {len(b.params.perm)}. Choose a place that keeps the batch first.")
+                            "tensor, or a tuple or list of tensors seen as one place, can be mixed. Choose a place whose output is a tensor (`places=[...]`).")
+        for h in (out if several else [out]):
+            if h.shape[0] != len(b.params.perm):
+                raise ValueError(f"{type(self).__name__}: the output of {b.params.place!r} has shape {tuple(h.shape)}, whose "
+                                 f"first dimension is not the batch size {len(b.params.perm)}. Choose a place that keeps the batch first.")
+        if several: return type(out)(self.mix(h, q) for h,q in zip(out, parts))  # one draw: the same partners and weight for each
         return self.mix(out, b.params)
 
     # ---- what users and tests read

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_nfm.ipynb #47374b3f
 from __future__ import annotations
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fastai.basics import *
 from .core import *
 from .places import find_places, Places, Place
@@ -67,6 +67,10 @@ class NoisyFeatureMixup(MixCallback):
         levels = (self.add_noise_level * s1, self.mult_noise_level * s2)
         noise = feature_noise(shape, *levels, g, device) if len(shape) > 1 else (None, None)
         return NoiseParams(perm, lam, lam, place, levels, noise, g)
+
+    def draw_part(self, params:NoiseParams, shape:tuple, device, info=None) -> NoiseParams:
+        "Another tensor of a place that returns several: the same partners, `lam` and noise levels, the noise drawn for its `shape`"
+        return replace(params, noise=feature_noise(shape, *params.levels, params.generator, device) if len(shape) > 1 else (None, None))
 
     def mix(self, h:Tensor, params:NoiseParams) -> Tensor:
         "Mixed as Manifold Mixup (the own target keeps `lam`), then the batch's noise"

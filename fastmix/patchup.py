@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_patchup.ipynb #5d9cc732
 from __future__ import annotations
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import torch.nn.functional as F
 from fastai.basics import *
 from .core import *
@@ -57,12 +57,12 @@ class PatchUp(MixCallback):
     def default_places(self, found:Places) -> list:
         "The end of the stem and the first stage (Faramarzi et al.), feature maps only: 4-D, or 3-D `(C, L)` on signals"
         if found.kind == 'isotropic':  # a vision transformer: its first blocks, whose patch tokens are a map on the patch grid
-            maps = [n for n in found.stages if found[n].layout == 'seq'] if found.embedding is None else []  # not word tokens
-        else: maps = [n for n in ([found.stem] if found.stem else []) + found.stages if found[n].layout in ('nchw', 'nhwc')
-                      and len(found[n].shape) in (2, 3)]
+            maps = [n for n in found.stages if all(q.layout == 'seq' for q in found[n].tensors)] if found.embedding is None else []  # not word tokens
+        else: maps = [n for n in ([found.stem] if found.stem else []) + found.stages
+                      if all(q.layout in ('nchw', 'nhwc') and len(q.shape) in (2, 3) for q in found[n].tensors)]
         if found.kind not in ('hierarchical', 'stack', 'branching', 'isotropic') or not maps:
-            a = 'an' if found.kind[0] in 'aeiou' else 'a'
-            raise ValueError(f"PatchUp mixes blocks of feature maps, and {found.model} ({a} {found.kind} network) has none that "
+            what = 'no eligible place' if found.kind == 'none' else f"{'an' if found.kind[0] in 'aeiou' else 'a'} {found.kind} network"
+            raise ValueError(f"PatchUp mixes blocks of feature maps, and {found.model} ({what}) has none that "
                              f"fastmix uses by default; its eligible places: {found.names[:8]}. Use ManifoldMixup or NoisyFeatureMixup "
                              "for this model, or pass `places=[...]` whose outputs are feature maps.")
         return maps[:2]
@@ -70,8 +70,8 @@ class PatchUp(MixCallback):
     def prepare(self, xb:tuple):
         "The engine's set-up, then the patch grid of each place whose output is a token sequence"
         super().prepare(xb)
-        self.fit_state.extra['grids'] = {n:token_grid(info.shape[0], tuple(xb[0].shape[-2:]), n) for n,_,info in self.plan
-                                         if info is not None and info.layout == 'seq'}
+        self.fit_state.extra['grids'] = {q.name:token_grid(q.shape[0], tuple(xb[0].shape[-2:]), q.name) for _,_,info in self.plan
+                                         if info is not None for q in info.tensors if q.layout == 'seq'}  # by the tensor's name
 
     def draw(self, shape:tuple, device, place:str='input', info:Place|None=None) -> BoxParams:
         "At the input, CutMix's box; at a hidden map, `lam`, partners and the blocks, with the kept share as the weight"
@@ -80,11 +80,19 @@ class PatchUp(MixCallback):
         lam = self.sample_weights(bs)
         for _ in range(2): self.rng.random(bs if self.per_sample else None)  # as the box's centre: the draws do not depend on the place
         perm = self.partners(bs, device)
-        layout = info.layout if info is not None else 'nchw'
-        grid = self.fit_state.extra.get('grids', {}).get(place)
-        holes = map_holes(self, shape, layout, device, grid) if len(shape) in (3, 4) else None
+        holes = self._holes(shape, device, info)
         return PatchParams(perm, lam, hole_weight(holes, lam, self.patchup_type == 'soft'), place, holes=holes,
                            soft=self.patchup_type == 'soft')
+
+    def draw_part(self, params:PatchParams, shape:tuple, device, info:Place|None=None) -> PatchParams:
+        "Another map of a place that returns several: the same partners and `lam`, blocks on this map at its own resolution, its kept share"
+        holes = self._holes(shape, device, info)
+        return replace(params, holes=holes, weight=hole_weight(holes, params.lam, params.soft))
+
+    def _holes(self, shape:tuple, device, info:Place|None) -> Tensor|None:
+        "The blocks for a hidden map of `shape` (batch first), on the patch grid of a token place"
+        grid = self.fit_state.extra.get('grids', {}).get(info.name if info is not None else None)
+        return map_holes(self, shape, info.layout if info is not None else 'nchw', device, grid) if len(shape) in (3, 4) else None
 
     def mix(self, h:Tensor, params:BoxParams) -> Tensor:
         "CutMix at the input; blocks of the partner's map (hard) or of the mix (soft) at a hidden map"
@@ -104,10 +112,11 @@ class PatchUp(MixCallback):
 def token_grid(n_tokens:int, image_hw:tuple, place:str='') -> tuple:
     "`(prefix, gh, gw)`: the leading class/distillation/register tokens and the patch grid of `n_tokens` on an image of `image_hw`"
     H,W = image_hw
-    for prefix in range(0, 9):
-        g = n_tokens - prefix
-        for gh in range(1, g + 1):
-            if g % gh == 0 and gh * W == (g // gh) * H and H % gh == 0 and W % (g // gh) == 0: return prefix,gh,g // gh
+    for exact in (True, False):  # patches that tile the image; else a grid of its proportions after a class (and a distillation) token:
+        for prefix in range(0, 9 if exact else 3):  # CrossViT resizes the image of its second branch (240 px to 224) before its patches
+            g = n_tokens - prefix
+            for gh in range(1, g + 1):
+                if g % gh == 0 and gh * W == (g // gh) * H and (not exact or (H % gh == 0 and W % (g // gh) == 0)): return prefix,gh,g // gh
     raise ValueError(f"PatchUp: the {n_tokens} tokens at {place!r} do not factor into a patch grid of the input's {H}x{W} "
                      "proportions (after up to 8 class, distillation or register tokens). Pass `places=[...]` with feature maps.")
 

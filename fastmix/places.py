@@ -139,12 +139,28 @@ class ModuleCall:
     dom:bool=False                                   # its output is a dominator: every path from the input to the prediction goes through it
     first:str=''                                     # for an alias: the call that returned its tensor first
     alias_of:str|None=None                           # for an eligible call: the place it mixes at (the outermost alias)
+    parts:list=field(default_factory=list)           # an output of several tensors (a tuple or list): `(node, shape, tkey)` of each
     @property
     def key(self) -> str: return self.name if not self.index else f'{self.name}#{self.index}'
 
 def _related(a:str, b:str) -> bool: return a == b or not a or not b or a.startswith(b + '.') or b.startswith(a + '.')
 
 def _is_float(t) -> bool: return torch.is_tensor(t) and t.is_floating_point()
+
+def _several(out) -> bool:
+    "Whether `out` is a plain tuple or list of two or more float tensors (HRNet's stages, CrossViT's blocks)"
+    return type(out) in (tuple, list) and len(out) > 1 and all(_is_float(t) for t in out)
+
+def _cuts(roots:list, sources:list, nodes:set) -> bool:
+    "Whether every path from `roots` to the `sources` goes through one of `nodes` (ids): together they dominate the input"
+    srcs,seen,stack = {id(s) for s in sources},set(),[r for r in roots if id(r) not in nodes]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen: continue
+        seen.add(id(n))
+        if id(n) in srcs: return False
+        stack.extend(f for f,_ in n.next_functions if f is not None and id(f) not in nodes)
+    return True
 
 def _storage(t:Tensor) -> int: return t.untyped_storage().data_ptr()  # one for a tensor and all its views
 
@@ -207,6 +223,10 @@ def trace_calls(model:nn.Module,  # the model itself (no wrapper)
     def post(m, args, out):
         if backward[0]: return
         name = names[id(m)]; i = counts[name] = counts.get(name, -1) + 1; seq[0] += 1
+        if _several(out):  # several tensors: a place if together they carry the whole signal
+            parts = [(t.grad_fn, tuple(t.shape), (id(t), t._version)) for t in out]
+            calls.append(ModuleCall(name, m, i, seq[0], None, tuple(s for _,s,_ in parts), tuple(k for *_,k in parts), began[id(m)],
+                                    out='tensors', grad=torch.is_grad_enabled(), parts=parts)); return
         if not _is_float(out):  # tuples, ints: no place
             what = f'{out.dtype} tensor' if torch.is_tensor(out) else type(out).__name__
             calls.append(ModuleCall(name, m, i, seq[0], start=began[id(m)], out=what)); return
@@ -245,9 +265,12 @@ def trace_calls(model:nn.Module,  # the model itself (no wrapper)
     for c in calls:
         if not c.tkey: continue
         # an alias returned after its tensor was used elsewhere (a shortcut Identity) changes only that branch
-        first,used,_ = made[c.tkey]
-        c.used_before = first is not c and any(s < c.seq and not _related(n, c.name) for s,n in used)
-        if c.used_before: c.first = first.key
+        for k in ([k for *_,k in c.parts if k in made] if c.parts else [c.tkey]):
+            first,used,_ = made[k]
+            c.used_before = first is not c and any(s < c.seq and not _related(n, c.name) for s,n in used)
+            if c.used_before: c.first = first.key; break
+        if c.parts:  # several tensors that all reach the prediction: do they together dominate the input?
+            c.dom = all(n is not None and id(n) in reach for n,*_ in c.parts) and _cuts(roots, sources, {id(n) for n,*_ in c.parts})
     return calls,(doms,reach,{id(r) for r in roots},rerun,bool(sources)),where
 
 # %% ../nbs/04_places.ipynb #dc5cdfe3
@@ -261,10 +284,11 @@ def _judge(model:nn.Module, calls:list, flow:tuple, bs:int, where:str, chunked:l
                         "batch whose row count changes from chunk to chunk: a partner permutation of the whole batch cannot be applied there")
         elif c.name in rerun: c.rerun = True; c.reason = ("it runs again in the backward pass (gradient checkpointing), where a mix made in the forward "
                                         "pass would not be replayed")
-        elif c.out != 'tensor': c.reason = f"it returns a {c.out}, not a floating-point tensor"
+        elif c.out not in ('tensor', 'tensors'): c.reason = f"it returns a {c.out}, not a floating-point tensor"
         elif not traced: c.reason = ("the data flow from the input cannot be traced: no input is a float tensor, and no module takes "
                                      "only integer tensors (an embedding starts the data flow at its output)")
         elif not c.grad: c.reason = "it runs with gradients off (inside `torch.no_grad` or a reentrant gradient checkpoint)"
+        elif c.parts: c.reason = _judge_parts(c, reach, roots, bs, where)
         elif c.node is None or id(c.node) not in reach: c.reason = f"its output does not reach the prediction ({where}) from the input"
         elif id(c.node) in roots: c.reason = "its output is the prediction itself"
         elif len(c.shape) < 2 or c.shape[0] != bs:
@@ -274,6 +298,19 @@ def _judge(model:nn.Module, calls:list, flow:tuple, bs:int, where:str, chunked:l
         elif id(c.node) not in doms: c.reason = ("a skip connection, concatenation or other path goes around its output, so each "
                                                 "sample's own unmixed features would reach the prediction past the mix")
         else: c.reason = None
+
+def _judge_parts(c:ModuleCall, reach:set, roots:set, bs:int, where:str) -> str|None:
+    "Why the tensors of an output of several do not carry the whole signal together (None: they do)"
+    n = len(c.parts)
+    if any(d is None or id(d) not in reach for d,*_ in c.parts):
+        return f"not all of its {n} output tensors reach the prediction ({where}) from the input"
+    if any(id(d) in roots for d,*_ in c.parts): return "one of its output tensors is the prediction itself"
+    if any(len(s) < 2 or s[0] != bs for _,s,_ in c.parts):
+        return f"its output tensors have shapes {list(c.shape)}, which do not all keep the batch (of {bs}) first"
+    if c.used_before: return f"it returns a tensor of {c.first}, which other modules had already used: a mix there changes only the path through it"
+    if not c.dom: return (f"a skip connection or other path goes around its {n} output tensors together, so each sample's own "
+                          "unmixed features would reach the prediction past the mix")
+    return None
 
 def eligible_calls(model:nn.Module,  # the model itself (no wrapper)
                    xb:tuple,         # its inputs, a few samples
@@ -288,7 +325,8 @@ def eligible_calls(model:nn.Module,  # the model itself (no wrapper)
     bs = next(x.shape[0] for x in xb if torch.is_tensor(x))
     chunked = [n for n,m in model.named_modules() if n and _has_class(m, CHUNKED)]
     _judge(model, calls, flow, bs, where, chunked)
-    for c in calls: c.dom = c.node is not None and id(c.node) in flow[0]
+    for c in calls:
+        if not c.parts: c.dom = c.node is not None and id(c.node) in flow[0]  # several tensors: judged together in `trace_calls`
     chosen = {}
     for c in calls:
         if c.reason is not None: continue
@@ -315,6 +353,8 @@ def _layout(shape:tuple, in_shape:tuple|None, tokens:bool=False) -> tuple:
 
 def _same_size(a:tuple, b:tuple) -> bool:
     "Whether two spatial sizes are one resolution: as many positions, up to a few extra tokens (class, distillation, registers)"
+    several = lambda k: bool(k) and isinstance(k[0], tuple)  # the sizes of the tensors of a place that returns several
+    if several(a) or several(b): return several(a) and several(b) and len(a) == len(b) and all(map(_same_size, a, b))
     if not a or not b: return a == b
     m,n = math.prod(a),math.prod(b)
     return max(m, n) < 1.5*min(m, n)
@@ -327,7 +367,12 @@ class Place:
     span:tuple=(0, 0)  # when its call began and ended in the traced pass
     depth:float=0.     # the share of the forward pass done when its output is ready (leaf-module calls finished)
     aliases:list=field(default_factory=list)  # the modules that return this same tensor (innermost first): any of them mixes here
-    def __repr__(self): return f"{self.name}{f' (call {self.call})' if self.call else ''} {self.layout} {self.shape} at {self.depth:.2f}"
+    parts:list=field(default_factory=list)    # an output of several tensors (layout 'several'): a `Place` for each, named `name[k]`
+    @property
+    def tensors(self) -> list: return self.parts or [self]  # the place's tensors: itself, or its parts
+    def __repr__(self):
+        what = (f"[{', '.join(f'{q.layout} {q.shape}' for q in self.parts)}]" if self.parts else f"{self.layout} {self.shape}")
+        return f"{self.name}{f' (call {self.call})' if self.call else ''} {what} at {self.depth:.2f}"
 
 def _canon(name:str) -> str: return name[:-2] if name.endswith('#0') else name
 
@@ -417,6 +462,7 @@ def _split(places:list, calls:list, size, share) -> int|None:
     for i,p in enumerate(places):
         end = places[i+1].span[1] if i+1 < len(places) else math.inf
         if share(end) - share(p.span[1]) < 0.2: continue
+        if p.parts or (i+1 < len(places) and places[i+1].parts): continue  # branches that a place of several tensors holds
         runs = []
         for c in calls:
             if not (p.span[1] < c.seq < end) or c.reason is None: continue
@@ -444,9 +490,32 @@ def _plan(places:list, keys:list, has_params, bypassed, depth, last:bool=False) 
     if len(stage_groups) == 1 and not last: return _plan_isotropic(places, stage_groups[0], bypassed)
     pairs = [(_stage_end(g, groups[first+i+1:]), g) for i,g in enumerate(stage_groups)]
     pairs = [(e, g) for e,g in (pairs if last else pairs[:-1]) if e is not None]
+    if len(pairs) < 3 and (split := _stage_modules(stage_groups)) is not None:  # later stages share a resolution (Sequencer2d)
+        more = [(_stage_end(g, split[i+1:] + groups[lastg+1:]), g) for i,g in enumerate(split)]
+        more = [(e, g) for e,g in (more if last else more[:-1]) if e is not None]
+        if len(more) > len(pairs): pairs = more
     if not pairs: return 'hierarchical',None,[]
     first_block = next((p for p in stage_groups[0] if p.block and not _within(p, pairs[0][0])), pairs[0][0])
     return 'hierarchical',_stem(places, first_block),[p.name for p in _early(pairs, bypassed, depth)]
+
+def _stage_modules(groups:list) -> list|None:
+    "The resolution `groups` split after each stage module: a sibling of the first stage's module (`stages.1` beside `stages.0`) that holds blocks; None if that splits none"
+    holds = lambda a, g: any(q.block and q.name.startswith(a + '.') for q in g)
+    e0 = _stage_end(groups[0], groups[1:])
+    mods = [] if e0 is None else [a.partition('#')[0] for a in e0.aliases]
+    mod = next((a for a in reversed(mods) if holds(a, groups[0])), None)  # the outermost module of the first stage that holds its blocks
+    if mod is None: return None
+    parent = mod.rpartition('.')[0]
+    def ends(p, g): return any(a.partition('#')[0].rpartition('.')[0] == parent and holds(a.partition('#')[0], g) for a in p.aliases)
+    out = []
+    for g in groups:
+        subs,cur = [],[]
+        for p in g:
+            cur.append(p)
+            if ends(p, g): subs.append(cur); cur = []
+        if cur: subs[-1].extend(cur) if subs else subs.append(cur)  # what follows the last stage module (a norm) stays with it
+        out += subs
+    return out if len(out) > len(groups) else None
 
 EARLY = (2/3, 0.85)  # Manifold Mixup mixes at the first two stages, NFM at the first three: where each should have ended
 
@@ -531,11 +600,15 @@ def _analyse(model:nn.Module, xb:tuple, pred, train:bool, loss=None) -> Places:
     held = [any(bypassed(a) for a in c.aliases) for c in el]  # a block: a module holding weights that a skip path goes around
     places,keys = [],[]
     for i,c in enumerate(el):
-        layout,key = _layout(c.shape[1:], in_shape, tokens)
+        if c.parts:  # several tensors: a `Place` for each; its spatial size is theirs, in order
+            lk = [_layout(s[1:], in_shape, tokens) for s in c.shape]
+            parts = [Place(f'{c.key}[{j}]', s[1:], l) for j,(s,(l,_)) in enumerate(zip(c.shape, lk))]
+            layout,key,shape = 'several',tuple(k for _,k in lk),tuple(s[1:] for s in c.shape)
+        else: (layout,key),shape,parts = _layout(c.shape[1:], in_shape, tokens),c.shape[1:],[]
         began = inline(i)  # or the sum after such weights, written in `forward`
-        places.append(Place(c.key, c.shape[1:], layout, c.index, began is not None or held[i],
+        places.append(Place(c.key, shape, layout, c.index, began is not None or held[i],
                             (c.start if began is None else began, c.seq),
-                            round(share(c.seq), 3), c.aliases))
+                            round(share(c.seq), 3), c.aliases, parts))
         keys.append(key)
     mods = dict(model.named_modules())
     def has_params(name, matrix=False):  # matrix: a weight layer of its own (Linear, Conv, Embedding), not a norm
