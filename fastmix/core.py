@@ -337,7 +337,7 @@ def global_hook(hook:WeakHook, pre:bool=False) -> WeakHook:
     hook.handle = reg(hook)
     return hook
 
-# %% ../nbs/00_core.ipynb #619c8956
+# %% ../nbs/00_core.ipynb #1b9ed4f6
 class MixCallback(Callback):
     "Base of the fastmix callbacks: pairs, weights, place, hook, loss and clean-up; a method says how to `draw` and `mix`"
     # after_loss must run before GradientAccumulation (6) and MixedPrecision (10); before_train before fastai's MixUp (0)
@@ -391,171 +391,26 @@ class MixCallback(Callback):
         "Hidden places used when none are given, from what `find_places` found (none for input-only methods)"
         return []
 
-    # ---- the fit
-    def before_fit(self): self.start_fit()
+# %% ../nbs/00_core.ipynb #9c54af20
+@patch(as_prop=True)
+def params(self:MixCallback) -> MixParams|None:
+    "This batch's draw, None when it is not mixed"
+    return None if self.batch_state is None else self.batch_state.params
 
-    def start_fit(self):
-        "A new fit state: the generators kept when seeded, the last fit's record readable until this fit trains"
-        self.end_batch(); self.end_fit()
-        old,seeded = self.fit_state,self.seed is not None
-        self.fit_state = FitState(old.rng if seeded else None, old.gens if seeded else {}, old.record,
-                                  lr_finding=any(isinstance(cb, LRFinder) for cb in self.learn.cbs))
+@patch(as_prop=True)
+def plan(self:MixCallback) -> list|None:
+    "The fit's places `[(name, module, Place)]`, 'input' first if it is used"
+    return self.fit_state.plan
 
-    # refused when training starts, before fastai's MixUp (order 0) swaps the loss function: not in `before_fit`, which also
-    # runs in get_preds/validate, where fastai would keep its lock after an exception
-    def before_train(self): check_learner(self.learn, self)
+@patch(as_prop=True)
+def record(self:MixCallback) -> MixRecord:
+    "Where it mixed in the last fit that trained"
+    return self.fit_state.record
 
-    def prepare(self, xb:tuple):
-        "Check the fit's first training batch and fix its places; raises before anything is changed"
-        use_input = self.mix_input
-        if use_input is None: use_input = all(torch.is_tensor(x) and x.is_floating_point() for x in xb)
-        if use_input: self.check_input(xb)
-        plan = plan_places(self, self.learn.model, xb, use_input)
-        f = self.fit_state
-        f.plan,f.record,f.compiled = plan,MixRecord(),_is_compiled(self.learn.model)
-        if f.compiled:  # compiled code sees only hooks that exist when it is traced: one per place, for the fit
-            warn_compiled_rounding(type(self).__name__, self.learn.model)  # inductor rounds otherwise than eager: say so
-            f.hooks = [self._register(WeakHook(self, '_mix_place', k), m) for k,(_,m,_) in enumerate(plan) if m is not None]
-
-    def end_fit(self):
-        "Remove the hooks registered for the whole fit (under `torch.compile`)"
-        for h in self.fit_state.hooks: h.remove()
-        self.fit_state.hooks = []
-
-    # ---- a training batch
-    def before_batch(self):
-        self.end_batch()
-        xb,f = self.learn.xb,self.fit_state
-        if f.plan is None: self.prepare(xb)
-        if f.rng is None: self.reseed()
-        if not self._wants_mix(): return f.record.add('(not mixed)', None)
-        k = int(f.rng.integers(len(f.plan))) if len(f.plan) > 1 else 0
-        name,module,info = f.plan[k]
-        dev = xb[0].device
-        params = self.draw(xb[0].shape, dev, name, info) if module is None else self.draw_place(find_bs(xb), dev, name, info)
-        self.batch_state = b = BatchState(params)
-        if module is None: self.learn.xb = tuple(self.mix(x, params) for x in xb)
-        else:
-            if f.compiled and isinstance(params.lam, float):  # a float would be compiled in as a constant
-                lam = torch.full((), params.lam, device=dev)  # filled by a kernel on the device: no copy, no sync
-                for q in (params, *params.parts): q.lam = lam
-            b.armed,b.call = k,info.call
-            # the place mixes only in the forward pass of this step's own batch: a hook left by an interruption is inert
-            b.hooks.append(self._register(WeakHook(self, '_check_step'), self.learn.model, pre=True))
-            if not f.compiled: b.hooks.append(self._register(WeakHook(self, '_mix_place', k), module))
-        f.record.add(name, params.weight)
-
-    def draw_place(self, bs:int, device, name:str, info:Place) -> MixParams:
-        "The draw for a hidden place: `draw` for its output's shape; for several tensors, one draw for the first and `draw_part` for the others"
-        if not info.parts: return self.draw((bs, *info.shape), device, name, info)
-        first = self.draw((bs, *info.parts[0].shape), device, name, info.parts[0])
-        parts = (first, *(self.draw_part(first, (bs, *q.shape), device, q) for q in info.parts[1:]))
-        ws = [q.weight for q in parts]
-        return replace(first, weight=ws[0] if all(w is ws[0] for w in ws) else sum(ws[1:], ws[0]) / len(ws), parts=parts)
-
-    def _wants_mix(self) -> bool:
-        f = self.fit_state
-        if f.lr_finding or not len(self.learn.yb): return False
-        if self.stop_at is not None and self.learn.pct_train >= self.stop_at: return False
-        return self.p >= 1 or f.rng.random() < self.p
-
-    def after_pred(self):
-        b = self.batch_state
-        if b is None: return
-        if b.armed is not None:
-            name,compiled = b.params.place,self.fit_state.compiled
-            self.end_batch()
-            raise RuntimeError(f"{type(self).__name__} was to mix at {name!r}, but that module did not run in the forward "
-                               "pass. Pass places that the model's forward calls (`places=[...]`)." + (
-                               " Under torch.compile, code compiled before fastmix's hooks existed does not run them: "
-                               "call `torch._dynamo.reset()` (or compile the model again) before this fit." if compiled else ""))
-        # the Learner then skips its loss on the unmixed targets (one loss per batch); later callbacks still read them
-        b.yb,self.learn.yb = self.learn.yb,SetAside(self.learn.yb)
-
-    def after_loss(self):
-        b = self.batch_state
-        if b is None or b.yb is None: return
-        yb,b.yb = b.yb,None
-        self.learn.yb = yb
-        self.learn.loss_grad = self.mixed_loss(self.learn.pred, yb, b.params)
-        self.learn.loss = self.learn.loss_grad.clone()
-
-    def mixed_loss(self, pred, yb:tuple, params:MixParams) -> Tensor:
-        "The Learner's loss on the batch mixed with `params`, reduced as the Learner's loss reduces"
-        lf,dense = self.learn.loss_func,self.mix_targets(yb, params)
-        return lf(pred, *dense) if dense is not None else blend_loss(lf, pred, yb, params.perm, params.weight)
-
-    def end_batch(self):
-        "Remove this batch's hooks and drop its state; targets set aside go back to the Learner"
-        b,self.batch_state = self.batch_state,None
-        if b is None: return
-        for h in b.hooks: h.remove()
-        if b.yb is not None: self.learn.yb = b.yb
-
-    def after_batch(self): self.end_batch()
-    def after_cancel_batch(self): self.end_batch()
-    def after_cancel_train(self): self.end_batch()
-    def after_cancel_epoch(self): self.end_batch()
-    def after_cancel_fit(self): self.end_batch(); self.end_fit()
-    def after_fit(self): self.end_batch(); self.end_fit()
-
-    # ---- the hooks: `WeakHook`s that call these
-    def _register(self, hook:WeakHook, module:nn.Module, pre:bool=False) -> WeakHook:
-        "Register `hook` for `module`: outside the model when eager (copies and saves of it never see it); on it when compiled"
-        if not self.fit_state.compiled: hook.target = weakref.ref(module); return global_hook(hook, pre)
-        hook.handle = module.register_forward_pre_hook(hook) if pre else module.register_forward_hook(hook, prepend=True)
-        return hook
-
-    def _idle(self, hook:WeakHook):
-        "A global hook saw another module: it removes itself once its batch no longer needs it (left by an interruption)"
-        if self.batch_state is None or self.batch_state.armed is None: hook.remove()
-
-    def _check_step(self, hook:WeakHook, model, args):
-        "The model's pre-hook: the place stays armed only for the forward pass of this step's own batch"
-        b,xb = self.batch_state,(self.learn.xb if self.learn is not None else ())  # the inputs fastai passes to the model
-        if b is None or (len(args) and len(xb) and args[0] is not xb[0]):  # another call (left by an interruption): never mixes
-            if b is not None: b.armed = None
-            if not self.fit_state.compiled: hook.remove()
-
-    def _mix_place(self, hook:WeakHook, k:int, module, args, out):
-        "Mix the output of place `k` at the module's call that carries the whole signal, in this step's forward pass only"
-        b,compiled = self.batch_state,self.fit_state.compiled
-        if b is None or b.armed != k:
-            if not compiled: hook.remove()  # left by an interrupted step: inert, and gone at its first call
-            return
-        if b.calls < b.call: b.calls += 1; return  # an earlier call of a module called twice
-        b.armed = None
-        if not compiled:
-            for h in b.hooks: h.remove()
-        parts = b.params.parts
-        several = type(out) in (tuple, list) and len(out) == len(parts) and all(torch.is_tensor(h) for h in out)
-        if not (torch.is_tensor(out) or several):
-            raise TypeError(f"{type(self).__name__}: module {b.params.place!r} returned a {type(out).__name__}, but only a "
-                            "tensor, or a tuple or list of tensors seen as one place, can be mixed. Choose a place whose output is a tensor (`places=[...]`).")
-        for h in (out if several else [out]):
-            if h.shape[0] != len(b.params.perm):
-                raise ValueError(f"{type(self).__name__}: the output of {b.params.place!r} has shape {tuple(h.shape)}, whose "
-                                 f"first dimension is not the batch size {len(b.params.perm)}. Choose a place that keeps the batch first.")
-        if several: return type(out)(self.mix(h, q) for h,q in zip(out, parts))  # one draw: the same partners and weight for each
-        return self.mix(out, b.params)
-
-    # ---- what users and tests read
-    @property
-    def params(self) -> MixParams|None:
-        "This batch's draw, None when it is not mixed"
-        return None if self.batch_state is None else self.batch_state.params
-    @property
-    def plan(self) -> list|None:
-        "The fit's places `[(name, module, Place)]`, 'input' first if it is used"
-        return self.fit_state.plan
-    @property
-    def record(self) -> MixRecord:
-        "Where it mixed in the last fit that trained"
-        return self.fit_state.record
-    @property
-    def rng(self) -> np.random.Generator|None:
-        "The fit's NumPy generator, for a method's `draw`"
-        return self.fit_state.rng
+@patch(as_prop=True)
+def rng(self:MixCallback) -> np.random.Generator|None:
+    "The fit's NumPy generator, for a method's `draw`"
+    return self.fit_state.rng
 
 # %% ../nbs/00_core.ipynb #e35e1c59
 @patch
@@ -617,6 +472,178 @@ def mix_batch(self:MixCallback, xb:tuple, yb:tuple=()) -> tuple:
     p = self.draw(xb[0].shape, xb[0].device)
     self.batch_state = BatchState(p)
     return tuple(self.mix(x, p) for x in xb),(self.mix_targets(yb, p) or yb)
+
+# %% ../nbs/00_core.ipynb #4a777a0e
+@patch
+def end_batch(self:MixCallback):
+    "Remove this batch's hooks and drop its state; targets set aside go back to the Learner"
+    b,self.batch_state = self.batch_state,None
+    if b is None: return
+    for h in b.hooks: h.remove()
+    if b.yb is not None: self.learn.yb = b.yb
+
+@patch
+def after_batch(self:MixCallback): self.end_batch()
+@patch
+def after_cancel_batch(self:MixCallback): self.end_batch()
+@patch
+def after_cancel_train(self:MixCallback): self.end_batch()
+@patch
+def after_cancel_epoch(self:MixCallback): self.end_batch()
+@patch
+def after_cancel_fit(self:MixCallback): self.end_batch(); self.end_fit()
+@patch
+def after_fit(self:MixCallback): self.end_batch(); self.end_fit()
+
+@patch
+def end_fit(self:MixCallback):
+    "Remove the hooks registered for the whole fit (under `torch.compile`)"
+    for h in self.fit_state.hooks: h.remove()
+    self.fit_state.hooks = []
+
+# %% ../nbs/00_core.ipynb #69a108f1
+@patch
+def before_fit(self:MixCallback): self.start_fit()
+
+@patch
+def start_fit(self:MixCallback):
+    "A new fit state: the generators kept when seeded, the last fit's record readable until this fit trains"
+    self.end_batch(); self.end_fit()
+    old,seeded = self.fit_state,self.seed is not None
+    self.fit_state = FitState(old.rng if seeded else None, old.gens if seeded else {}, old.record,
+                              lr_finding=any(isinstance(cb, LRFinder) for cb in self.learn.cbs))
+
+# refused when training starts, before fastai's MixUp (order 0) swaps the loss function: not in `before_fit`, which also
+# runs in get_preds/validate, where fastai would keep its lock after an exception
+@patch
+def before_train(self:MixCallback): check_learner(self.learn, self)
+
+@patch
+def prepare(self:MixCallback, xb:tuple):
+    "Check the fit's first training batch and fix its places; raises before anything is changed"
+    use_input = self.mix_input
+    if use_input is None: use_input = all(torch.is_tensor(x) and x.is_floating_point() for x in xb)
+    if use_input: self.check_input(xb)
+    plan = plan_places(self, self.learn.model, xb, use_input)
+    f = self.fit_state
+    f.plan,f.record,f.compiled = plan,MixRecord(),_is_compiled(self.learn.model)
+    if f.compiled:  # compiled code sees only hooks that exist when it is traced: one per place, for the fit
+        warn_compiled_rounding(type(self).__name__, self.learn.model)  # inductor rounds otherwise than eager: say so
+        f.hooks = [self._register(WeakHook(self, '_mix_place', k), m) for k,(_,m,_) in enumerate(plan) if m is not None]
+
+# %% ../nbs/00_core.ipynb #5ad2589e
+@patch
+def before_batch(self:MixCallback):
+    self.end_batch()
+    xb,f = self.learn.xb,self.fit_state
+    if f.plan is None: self.prepare(xb)
+    if f.rng is None: self.reseed()
+    if not self._wants_mix(): return f.record.add('(not mixed)', None)
+    k = int(f.rng.integers(len(f.plan))) if len(f.plan) > 1 else 0
+    name,module,info = f.plan[k]
+    dev = xb[0].device
+    params = self.draw(xb[0].shape, dev, name, info) if module is None else self.draw_place(find_bs(xb), dev, name, info)
+    self.batch_state = b = BatchState(params)
+    if module is None: self.learn.xb = tuple(self.mix(x, params) for x in xb)
+    else:
+        if f.compiled and isinstance(params.lam, float):  # a float would be compiled in as a constant
+            lam = torch.full((), params.lam, device=dev)  # filled by a kernel on the device: no copy, no sync
+            for q in (params, *params.parts): q.lam = lam
+        b.armed,b.call = k,info.call
+        # the place mixes only in the forward pass of this step's own batch: a hook left by an interruption is inert
+        b.hooks.append(self._register(WeakHook(self, '_check_step'), self.learn.model, pre=True))
+        if not f.compiled: b.hooks.append(self._register(WeakHook(self, '_mix_place', k), module))
+    f.record.add(name, params.weight)
+
+@patch
+def draw_place(self:MixCallback, bs:int, device, name:str, info:Place) -> MixParams:
+    "The draw for a hidden place: `draw` for its output's shape; for several tensors, one draw for the first and `draw_part` for the others"
+    if not info.parts: return self.draw((bs, *info.shape), device, name, info)
+    first = self.draw((bs, *info.parts[0].shape), device, name, info.parts[0])
+    parts = (first, *(self.draw_part(first, (bs, *q.shape), device, q) for q in info.parts[1:]))
+    ws = [q.weight for q in parts]
+    return replace(first, weight=ws[0] if all(w is ws[0] for w in ws) else sum(ws[1:], ws[0]) / len(ws), parts=parts)
+
+@patch
+def _wants_mix(self:MixCallback) -> bool:
+    f = self.fit_state
+    if f.lr_finding or not len(self.learn.yb): return False
+    if self.stop_at is not None and self.learn.pct_train >= self.stop_at: return False
+    return self.p >= 1 or f.rng.random() < self.p
+
+# %% ../nbs/00_core.ipynb #a3734280
+@patch
+def after_pred(self:MixCallback):
+    b = self.batch_state
+    if b is None: return
+    if b.armed is not None:
+        name,compiled = b.params.place,self.fit_state.compiled
+        self.end_batch()
+        raise RuntimeError(f"{type(self).__name__} was to mix at {name!r}, but that module did not run in the forward "
+                           "pass. Pass places that the model's forward calls (`places=[...]`)." + (
+                           " Under torch.compile, code compiled before fastmix's hooks existed does not run them: "
+                           "call `torch._dynamo.reset()` (or compile the model again) before this fit." if compiled else ""))
+    # the Learner then skips its loss on the unmixed targets (one loss per batch); later callbacks still read them
+    b.yb,self.learn.yb = self.learn.yb,SetAside(self.learn.yb)
+
+@patch
+def after_loss(self:MixCallback):
+    b = self.batch_state
+    if b is None or b.yb is None: return
+    yb,b.yb = b.yb,None
+    self.learn.yb = yb
+    self.learn.loss_grad = self.mixed_loss(self.learn.pred, yb, b.params)
+    self.learn.loss = self.learn.loss_grad.clone()
+
+@patch
+def mixed_loss(self:MixCallback, pred, yb:tuple, params:MixParams) -> Tensor:
+    "The Learner's loss on the batch mixed with `params`, reduced as the Learner's loss reduces"
+    lf,dense = self.learn.loss_func,self.mix_targets(yb, params)
+    return lf(pred, *dense) if dense is not None else blend_loss(lf, pred, yb, params.perm, params.weight)
+
+# %% ../nbs/00_core.ipynb #a8822552
+@patch
+def _register(self:MixCallback, hook:WeakHook, module:nn.Module, pre:bool=False) -> WeakHook:
+    "Register `hook` for `module`: outside the model when eager (copies and saves of it never see it); on it when compiled"
+    if not self.fit_state.compiled: hook.target = weakref.ref(module); return global_hook(hook, pre)
+    hook.handle = module.register_forward_pre_hook(hook) if pre else module.register_forward_hook(hook, prepend=True)
+    return hook
+
+@patch
+def _idle(self:MixCallback, hook:WeakHook):
+    "A global hook saw another module: it removes itself once its batch no longer needs it (left by an interruption)"
+    if self.batch_state is None or self.batch_state.armed is None: hook.remove()
+
+@patch
+def _check_step(self:MixCallback, hook:WeakHook, model, args):
+    "The model's pre-hook: the place stays armed only for the forward pass of this step's own batch"
+    b,xb = self.batch_state,(self.learn.xb if self.learn is not None else ())  # the inputs fastai passes to the model
+    if b is None or (len(args) and len(xb) and args[0] is not xb[0]):  # another call (left by an interruption): never mixes
+        if b is not None: b.armed = None
+        if not self.fit_state.compiled: hook.remove()
+
+@patch
+def _mix_place(self:MixCallback, hook:WeakHook, k:int, module, args, out):
+    "Mix the output of place `k` at the module's call that carries the whole signal, in this step's forward pass only"
+    b,compiled = self.batch_state,self.fit_state.compiled
+    if b is None or b.armed != k:
+        if not compiled: hook.remove()  # left by an interrupted step: inert, and gone at its first call
+        return
+    if b.calls < b.call: b.calls += 1; return  # an earlier call of a module called twice
+    b.armed = None
+    if not compiled:
+        for h in b.hooks: h.remove()
+    parts = b.params.parts
+    several = type(out) in (tuple, list) and len(out) == len(parts) and all(torch.is_tensor(h) for h in out)
+    if not (torch.is_tensor(out) or several):
+        raise TypeError(f"{type(self).__name__}: module {b.params.place!r} returned a {type(out).__name__}, but only a "
+                        "tensor, or a tuple or list of tensors seen as one place, can be mixed. Choose a place whose output is a tensor (`places=[...]`).")
+    for h in (out if several else [out]):
+        if h.shape[0] != len(b.params.perm):
+            raise ValueError(f"{type(self).__name__}: the output of {b.params.place!r} has shape {tuple(h.shape)}, whose "
+                             f"first dimension is not the batch size {len(b.params.perm)}. Choose a place that keeps the batch first.")
+    if several: return type(out)(self.mix(h, q) for h,q in zip(out, parts))  # one draw: the same partners and weight for each
+    return self.mix(out, b.params)
 
 # %% ../nbs/00_core.ipynb #2b21cccf
 def show_mixed(cb:MixCallback, dls:DataLoaders, n:int=8, nrows:int=2, figsize=None, b=None):

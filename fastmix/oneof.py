@@ -68,39 +68,47 @@ class MixOneOf(Callback):
     def after_loss(self):
         if self.active is not None: self.active.after_loss()
 
-    # ---- clean-up of every method it holds
-    def end_batch(self):
-        for m in self.methods: m.end_batch()
-        self.active = None
+# %% ../nbs/07a_oneof.ipynb #4bfd0414
+@patch
+def end_batch(self:MixOneOf):
+    for m in self.methods: m.end_batch()
+    self.active = None
 
-    def end_fit(self):
-        self.end_batch()
-        for m in self.methods: m.end_fit()
+@patch
+def end_fit(self:MixOneOf):
+    self.end_batch()
+    for m in self.methods: m.end_fit()
 
-    def after_batch(self): self.end_batch()
-    def after_cancel_batch(self): self.end_batch()
-    def after_cancel_train(self): self.end_batch()
-    def after_cancel_epoch(self): self.end_batch()
-    def after_cancel_fit(self): self.end_fit()
-    def after_fit(self): self.end_fit()
+@patch
+def after_batch(self:MixOneOf): self.end_batch()
+@patch
+def after_cancel_batch(self:MixOneOf): self.end_batch()
+@patch
+def after_cancel_train(self:MixOneOf): self.end_batch()
+@patch
+def after_cancel_epoch(self:MixOneOf): self.end_batch()
+@patch
+def after_cancel_fit(self:MixOneOf): self.end_fit()
+@patch
+def after_fit(self:MixOneOf): self.end_fit()
 
-    # ---- what it shows of the batch and of the fit
-    @property
-    def params(self):
-        "The active method's draw for this batch, or None"
-        return None if self.active is None else self.active.params
+# %% ../nbs/07a_oneof.ipynb #da2f9af8
+@patch(as_prop=True)
+def params(self:MixOneOf):
+    "The active method's draw for this batch, or None"
+    return None if self.active is None else self.active.params
 
-    @property
-    def place(self):
-        "The active method's place for this batch, or None when the batch is not mixed"
-        return None if self.active is None else self.active.place
+@patch(as_prop=True)
+def place(self:MixOneOf):
+    "The active method's place for this batch, or None when the batch is not mixed"
+    return None if self.active is None else self.active.place
 
-    @property
-    def record(self) -> MixRecord:
-        "Where each method mixed in the last fit, as `'Method @ place'`"
-        r = MixRecord()
-        for m in self.methods: r.update({f"{type(m).__name__} @ {k}":v for k,v in m.record.items()})
-        return r
+@patch(as_prop=True)
+def record(self:MixOneOf) -> MixRecord:
+    "Where each method mixed in the last fit, as `'Method @ place'`"
+    r = MixRecord()
+    for m in self.methods: r.update({f"{type(m).__name__} @ {k}":v for k,v in m.record.items()})
+    return r
 
 # %% ../nbs/07a_oneof.ipynb #5a133127
 @patch

@@ -73,40 +73,46 @@ class PatchUp(MixCallback):
         self.fit_state.extra['grids'] = {q.name:token_grid(q.shape[0], tuple(xb[0].shape[-2:]), q.name) for _,_,info in self.plan
                                          if info is not None for q in info.tensors if q.layout == 'seq'}  # by the tensor's name
 
-    def draw(self, shape:tuple, device, place:str='input', info:Place|None=None) -> BoxParams:
-        "At the input, CutMix's box; at a hidden map, `lam`, partners and the blocks, with the kept share as the weight"
-        if place == 'input': return draw_box(self, shape, device, place)
-        bs = shape[0]
-        lam = self.sample_weights(bs)
-        for _ in range(2): self.rng.random(bs if self.per_sample else None)  # as the box's centre: the draws do not depend on the place
-        perm = self.partners(bs, device)
-        holes = self._holes(shape, device, info)
-        return PatchParams(perm, lam, hole_weight(holes, lam, self.patchup_type == 'soft'), place, holes=holes,
-                           soft=self.patchup_type == 'soft')
+# %% ../nbs/07_patchup.ipynb #197cc955
+@patch
+def draw(self:PatchUp, shape:tuple, device, place:str='input', info:Place|None=None) -> BoxParams:
+    "At the input, CutMix's box; at a hidden map, `lam`, partners and the blocks, with the kept share as the weight"
+    if place == 'input': return draw_box(self, shape, device, place)
+    bs = shape[0]
+    lam = self.sample_weights(bs)
+    for _ in range(2): self.rng.random(bs if self.per_sample else None)  # as the box's centre: the draws do not depend on the place
+    perm = self.partners(bs, device)
+    holes = self._holes(shape, device, info)
+    return PatchParams(perm, lam, hole_weight(holes, lam, self.patchup_type == 'soft'), place, holes=holes,
+                       soft=self.patchup_type == 'soft')
 
-    def draw_part(self, params:PatchParams, shape:tuple, device, info:Place|None=None) -> PatchParams:
-        "Another map of a place that returns several: the same partners and `lam`, blocks on this map at its own resolution, its kept share"
-        holes = self._holes(shape, device, info)
-        return replace(params, holes=holes, weight=hole_weight(holes, params.lam, params.soft))
+@patch
+def draw_part(self:PatchUp, params:PatchParams, shape:tuple, device, info:Place|None=None) -> PatchParams:
+    "Another map of a place that returns several: the same partners and `lam`, blocks on this map at its own resolution, its kept share"
+    holes = self._holes(shape, device, info)
+    return replace(params, holes=holes, weight=hole_weight(holes, params.lam, params.soft))
 
-    def _holes(self, shape:tuple, device, info:Place|None) -> Tensor|None:
-        "The blocks for a hidden map of `shape` (batch first), on the patch grid of a token place"
-        grid = self.fit_state.extra.get('grids', {}).get(info.name if info is not None else None)
-        return map_holes(self, shape, info.layout if info is not None else 'nchw', device, grid) if len(shape) in (3, 4) else None
+@patch
+def _holes(self:PatchUp, shape:tuple, device, info:Place|None) -> Tensor|None:
+    "The blocks for a hidden map of `shape` (batch first), on the patch grid of a token place"
+    grid = self.fit_state.extra.get('grids', {}).get(info.name if info is not None else None)
+    return map_holes(self, shape, info.layout if info is not None else 'nchw', device, grid) if len(shape) in (3, 4) else None
 
-    def mix(self, h:Tensor, params:BoxParams) -> Tensor:
-        "CutMix at the input; blocks of the partner's map (hard) or of the mix (soft) at a hidden map"
-        if params.place == 'input': return paste_box(h, params.perm, params.box)
-        if params.holes is None or params.holes.shape != h.shape[1:]:
-            raise ValueError(f"PatchUp mixes feature maps (batch, channels, height, width) or (batch, channels, length), but the "
-                             f"output of {params.place!r} has shape {tuple(h.shape)}. Choose places whose outputs are feature maps (`places=[...]`).")
-        holes = params.holes.to(h.dtype)
-        if params.soft: holes = holes * (1 - as_weight(params.lam, h))  # the partner's share inside the blocks
-        return torch.lerp(h, h[params.perm], holes)
+@patch
+def mix(self:PatchUp, h:Tensor, params:BoxParams) -> Tensor:
+    "CutMix at the input; blocks of the partner's map (hard) or of the mix (soft) at a hidden map"
+    if params.place == 'input': return paste_box(h, params.perm, params.box)
+    if params.holes is None or params.holes.shape != h.shape[1:]:
+        raise ValueError(f"PatchUp mixes feature maps (batch, channels, height, width) or (batch, channels, length), but the "
+                         f"output of {params.place!r} has shape {tuple(h.shape)}. Choose places whose outputs are feature maps (`places=[...]`).")
+    holes = params.holes.to(h.dtype)
+    if params.soft: holes = holes * (1 - as_weight(params.lam, h))  # the partner's share inside the blocks
+    return torch.lerp(h, h[params.perm], holes)
 
-    def mix_targets(self, yb:tuple, params:BoxParams) -> tuple|None:
-        "At the input, paste the box into per-pixel targets too"
-        return paste_targets(yb, params) if params.place == 'input' else None
+@patch
+def mix_targets(self:PatchUp, yb:tuple, params:BoxParams) -> tuple|None:
+    "At the input, paste the box into per-pixel targets too"
+    return paste_targets(yb, params) if params.place == 'input' else None
 
 # %% ../nbs/07_patchup.ipynb #7de50c52
 def token_grid(n_tokens:int, image_hw:tuple, place:str='') -> tuple:

@@ -312,6 +312,7 @@ def _judge_parts(c:ModuleCall, reach:set, roots:set, bs:int, where:str) -> str|N
                           "unmixed features would reach the prediction past the mix")
     return None
 
+# %% ../nbs/04_places.ipynb #916f7be0
 def eligible_calls(model:nn.Module,  # the model itself (no wrapper)
                    xb:tuple,         # its inputs, a few samples
                    pred=None,        # which output is the prediction (see `pick_prediction`)
@@ -376,6 +377,7 @@ class Place:
 
 def _canon(name:str) -> str: return name[:-2] if name.endswith('#0') else name
 
+# %% ../nbs/04_places.ipynb #97b96c27
 @dataclass
 class Places:
     "The result of `find_places`: every eligible place and the defaults the methods draw from"
@@ -498,6 +500,7 @@ def _plan(places:list, keys:list, has_params, bypassed, depth, last:bool=False) 
     first_block = next((p for p in stage_groups[0] if p.block and not _within(p, pairs[0][0])), pairs[0][0])
     return 'hierarchical',_stem(places, first_block),[p.name for p in _early(pairs, bypassed, depth)]
 
+# %% ../nbs/04_places.ipynb #70cfd32e
 def _stage_modules(groups:list) -> list|None:
     "The resolution `groups` split after each stage module: a sibling of the first stage's module (`stages.1` beside `stages.0`) that holds blocks; None if that splits none"
     holds = lambda a, g: any(q.block and q.name.startswith(a + '.') for q in g)
@@ -539,6 +542,7 @@ def _leaf(p:Place, group:list, bypassed) -> bool:
     held = lambda q: q.block and any(bypassed(a) for a in q.aliases)  # a block that a module holds (not a sum in `forward`)
     return not any(q is not p and held(q) and q.name.startswith(inner + '.') for q in group)
 
+# %% ../nbs/04_places.ipynb #cb3d4080
 def _stem(places:list, block:Place) -> str|None:
     "The last place before `block` (the first block of the first stage) that is not inside it"
     before = [p for p in places[:places.index(block)] if not _within(p, block) and p.span[1] < block.span[0]]

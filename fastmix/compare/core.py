@@ -345,6 +345,7 @@ def _out_state(out:Path) -> tuple:
 
 def _named(out:Path, names) -> str: return ', '.join(f"{n}/" if (out/n).is_dir() else n for n in names)
 
+# %% ../../nbs/08_compare.ipynb #ed1a8935
 def check_out(out,                # the output folder
               key:dict,           # what makes the results: data, network, training and evaluation settings
               replace:bool=False, # the user asked to replace what is there
@@ -386,6 +387,7 @@ def _clear_out(out:Path):
         else: p.unlink()
     shutil.rmtree(out/_STAGE, ignore_errors=True)
 
+# %% ../../nbs/08_compare.ipynb #d8d070b5
 def _write_settings(out:Path, key:dict, settings:dict, files:list):
     "Write `out/settings.json` atomically: the key, the settings and the files of the report"
     text = json.dumps(dict(key=_jsonable(key), settings=_jsonable(settings), files=list(files)), indent=1)
@@ -417,7 +419,6 @@ def _unlock_out(fd, out:Path, created:bool):
         try: out.rmdir()
         except OSError: pass  # not empty: it holds results
     if fd is not None: fcntl.flock(fd, fcntl.LOCK_UN); os.close(fd)
-
 
 # %% ../../nbs/08_compare.ipynb #792815ce
 def _run_record(k:str, s:int, r:dict, sec:float) -> dict:
@@ -598,6 +599,7 @@ def _run_locked(p:dict, label_noise:float, replace:bool, verbose:bool) -> Compar
     recs |= _train_grid(todo, meths, d, stores, a, cset, verbose, p['parallel'], p['threads'])
     return _report(jobs, recs, set(todo), p, float(label_noise), verbose)
 
+# %% ../../nbs/08_compare.ipynb #4caf2aeb
 def _report(jobs:list, recs:dict, trained:set, p:dict, label_noise:float, verbose:bool) -> CompareResult:
     "The result of the finished runs, written into the plan's folder with its settings"
     out,key,settings = p['out'],p['key'],p['settings']
@@ -626,7 +628,6 @@ def _write_report(res:CompareResult, out:Path) -> list:
         res.out = out
         shutil.rmtree(stage, ignore_errors=True)
     return files
-
 
 # %% ../../nbs/08_compare.ipynb #6fce672c
 def compare(data='digits',            # 'digits', 'mnist1d' (see `fastmix.compare.data.DATASETS`), or the path of a folder of class folders

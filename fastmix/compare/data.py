@@ -80,6 +80,7 @@ def _unreadable(f:Path) -> str|None:
     "Why `f` cannot be read as an image (the error, in short), or None"
     return _check_image(f)[0]
 
+# %% ../../nbs/08f_compare_data.ipynb #2001290e
 def _image_files(path:Path) -> list:
     "fastai's `get_image_files(path)`, in its order, but each folder entered once, by real path: no symlink loop is followed"
     root = os.path.realpath(path)
@@ -122,6 +123,7 @@ def _once(files:list, split_of=None) -> list:
                       f"{next(f for f in files if f not in kept)}): each image is used once", stacklevel=3)
     return keep
 
+# %% ../../nbs/08f_compare_data.ipynb #80ddc7d5
 def _drop_unreadable(files:list, bad_images:str) -> tuple:
     "`files` without the unreadable ones, the skipped `(file, reason)`s and the kept files' largest values (over 8 bits; else None)"
     with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as ex: checks = list(ex.map(_check_image, files))  # PIL decodes without the GIL
@@ -144,7 +146,6 @@ def _depth(files:list, tops:list) -> int|None:
     warnings.warn(f"{len(deep)} of {len(files)} images have more than 8 bits per pixel (e.g. {deep[0][0]}; the largest value is "
                   f"{top}): read as {depth}-bit, each value scaled by 255/{2**depth - 1}, not clipped at 255", stacklevel=3)
     return depth
-
 
 # %% ../../nbs/08f_compare_data.ipynb #38607190
 def _subset(idx:list, limit:int|None, seed:int) -> list:

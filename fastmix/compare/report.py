@@ -523,6 +523,7 @@ def _where(r) -> str:
     if r['file'] == 'runs.csv': return f"{r['method']} seed {r['seed']}"
     return f"{r['method']} seed {r['seed']}, {r['noise']} " + (f"at {r['level']:g}" if pd.notna(r.get('level')) else 'over its levels')
 
+# %% ../../nbs/08d_compare_report.ipynb #a5613dfb
 def check_reproduced(out,          # the folder of a fresh run of the comparison
                      ref,          # the folder of the committed results
                      command:str,  # the command that made them, for the message
@@ -559,6 +560,7 @@ def check_reproduced(out,          # the folder of a fresh run of the comparison
             f"more than the {tm:.3g} allowed for {r['measure']} {case}{why}. Either the code changed the results, and the committed "
             f"results in {ref} are stale: {remake}; or this machine moves them further than the kernels measured.")
 
+# %% ../../nbs/08d_compare_report.ipynb #c1331584
 def _counted(m:str) -> bool: return m in ('clean_acc', 'fgsm_acc', 'pgd_acc', 'label_noise_acc')  # a share of the test examples
 
 def kernel_table(ref, factor:float=KERNEL_FACTOR) -> pd.DataFrame:
