@@ -14,8 +14,8 @@ from fastai.callback.schedule import *
 from copy import deepcopy  # after fastai's star import, which has a `copy` of its own
 
 # %% auto #0
-__all__ = ['MNIST1D_EPOCHS', 'MNIST1D_LR', 'MNIST1D_BS', 'mnist1d_args', 'mnist1d_arrays', 'mnist1d_tensors', 'show_signals',
-           'mnist1d_dls', 'ConvBase', 'mnist1d_learner', 'train_mnist1d']
+__all__ = ['MNIST1D_EPOCHS', 'MNIST1D_LR', 'MNIST1D_BS', 'MNIST1D_COMPARE_EPOCHS', 'mnist1d_args', 'mnist1d_arrays',
+           'mnist1d_tensors', 'show_signals', 'mnist1d_dls', 'ConvBase', 'mnist1d_learner', 'train_mnist1d']
 
 # %% ../nbs/01a_mnist1d.ipynb #2552fec3
 _CACHE = {}
@@ -126,6 +126,7 @@ class ConvBase(nn.Module):
 
 # %% ../nbs/01a_mnist1d.ipynb #89ea6bec
 MNIST1D_EPOCHS,MNIST1D_LR,MNIST1D_BS = 20,5e-2,100  # fit_one_cycle: the published 94% in 800 steps
+MNIST1D_COMPARE_EPOCHS = 40  # `fastmix compare --data mnist1d`: long enough for the mixing methods (nb 08g's table of lengths)
 
 def mnist1d_learner(dls:DataLoaders,             # from `mnist1d_dls`
                     model:nn.Module|None=None,   # None: `ConvBase()`, built from the current random state

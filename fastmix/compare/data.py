@@ -24,7 +24,7 @@ from fastai.vision.core import imagenet_stats
 from fastai.data.transforms import Normalize
 from fastai.torch_core import set_seed
 from ..data import digits_tensors
-from ..mnist1d import mnist1d_tensors, MNIST1D_EPOCHS, MNIST1D_LR, MNIST1D_BS
+from ..mnist1d import mnist1d_tensors, MNIST1D_COMPARE_EPOCHS, MNIST1D_LR, MNIST1D_BS
 
 # %% auto #0
 __all__ = ['FOLDER', 'DATASETS', 'CompareError', 'check_value', 'ImageFolderItems', 'folder_items', 'folder_dls', 'noisy_labels',
@@ -339,7 +339,7 @@ class DataSet:
 
 FOLDER = DataSet(None)  # a folder of images
 DATASETS = {'digits': DataSet(_digits_data),
-            'mnist1d': DataSet(_mnist1d_data, 'signal', 'convbase', MNIST1D_EPOCHS, MNIST1D_LR, MNIST1D_BS, seeds=5, threads=1, parallel=0)}
+            'mnist1d': DataSet(_mnist1d_data, 'signal', 'convbase', MNIST1D_COMPARE_EPOCHS, MNIST1D_LR, MNIST1D_BS, seeds=5, threads=1, parallel=0)}
 
 def data_set(data) -> DataSet:
     "The `DataSet` of `data`: its entry in `DATASETS`, or `FOLDER` for a path"
