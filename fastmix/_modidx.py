@@ -425,6 +425,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'fastmix.patchup.block_holes': ('patchup.html#block_holes', 'fastmix/patchup.py'),
                                  'fastmix.patchup.hole_weight': ('patchup.html#hole_weight', 'fastmix/patchup.py'),
                                  'fastmix.patchup.map_holes': ('patchup.html#map_holes', 'fastmix/patchup.py'),
+                                 'fastmix.patchup.scaled_block': ('patchup.html#scaled_block', 'fastmix/patchup.py'),
                                  'fastmix.patchup.token_grid': ('patchup.html#token_grid', 'fastmix/patchup.py')},
             'fastmix.places': { 'fastmix.places.ModuleCall': ('places.html#modulecall', 'fastmix/places.py'),
                                 'fastmix.places.ModuleCall.key': ('places.html#modulecall.key', 'fastmix/places.py'),

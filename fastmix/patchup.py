@@ -12,13 +12,17 @@ from .cutmix import BoxParams, draw_box, paste_box, paste_targets
 from .places import find_places, Places, Place
 
 # %% auto #0
-__all__ = ['block_holes', 'PatchParams', 'PatchUp', 'token_grid', 'map_holes', 'hole_weight']
+__all__ = ['scaled_block', 'block_holes', 'PatchParams', 'PatchUp', 'token_grid', 'map_holes', 'hole_weight']
 
 # %% ../nbs/07_patchup.ipynb #2d186ccb
-def block_holes(shape, gamma:float, block_size:int, generator=None, device=None, dtype=torch.float32) -> Tensor:
+def scaled_block(size) -> int:
+    "The default block for a map of spatial `size`: the paper's 7 of 32, times the shortest side, rounded; between 1 and 7"
+    return max(1, min(7, math.floor(7 * min(size) / 32 + 0.5)))
+
+def block_holes(shape, gamma:float, block_size:int|None, generator=None, device=None, dtype=torch.float32) -> Tensor:
     "A 0/1 mask of blocks on a `(C, H, W)` map (segments on a `(C, L)` one): Bernoulli seeds at the adjusted rate, dilated by a max-pool"
     C,*size = shape
-    b = min(block_size, *size)
+    b = scaled_block(size) if block_size is None else min(block_size, *size)
     gamma_adj = gamma * math.prod(size) / math.prod(b * (s - b + 1) for s in size)
     seeds = (torch.rand((1, C, *size), generator=generator, device=device) < gamma_adj).to(dtype)
     pool = F.max_pool2d if len(size) == 2 else F.max_pool1d
@@ -42,7 +46,7 @@ class PatchUp(MixCallback):
         alpha:float|Callable=2.,     # Beta(alpha, alpha) parameter of `lam`, or a schedule of it (CutMix area; soft blending)
         patchup_type:str='hard',     # 'hard' (swap blocks) or 'soft' (blend blocks)
         gamma:float|None=None,       # block probability; None: 0.5 hard, 0.75 soft
-        block_size:int=7,            # side of the blocks
+        block_size:int|None=None,    # side of the blocks; None: scaled to each map (`scaled_block`: 7 on maps of 32 and more)
         places:list|None=None,       # hidden places (module names or modules); None: end of the stem and first stage
         mix_input:bool=True,         # CutMix at the input as one of the places
         p:float|None=None,           # probability that a batch is mixed; None: 0.7 hard, 1.0 soft
@@ -52,7 +56,7 @@ class PatchUp(MixCallback):
         super().__init__(alpha, p=(1. if soft else 0.7) if p is None else p, places=places, mix_input=bool(mix_input), **kwargs)
         self.patchup_type = patchup_type
         self.gamma = check_number((0.75 if soft else 0.5) if gamma is None else gamma, 'gamma')
-        self.block_size = check_int(block_size, 'block_size', lo=1)
+        self.block_size = None if block_size is None else check_int(block_size, 'block_size', lo=1)
 
     def default_places(self, found:Places) -> list:
         "The end of the stem and the first stage (Faramarzi et al.), feature maps only: 4-D, or 3-D `(C, L)` on signals"
