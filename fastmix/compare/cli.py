@@ -4,15 +4,22 @@
 
 # %% ../../nbs/08a_cli.ipynb #440e36b0
 from __future__ import annotations
-import argparse, errno, os, sys, warnings
+import argparse, errno, importlib.util, os, sys, warnings
 
 # %% auto #0
-__all__ = ['main']
+__all__ = ['COMPARE_NEEDS', 'main']
 
 # %% ../../nbs/08a_cli.ipynb #797bbc10
 class _Parser(argparse.ArgumentParser):
     "An `ArgumentParser` whose errors are one line: `prog: error: message`, exit status 2"
     def error(self, message): self.exit(2, f"{self.prog}: error: {message}\n")
+
+# `fastmix compare`'s own packages, the `compare` extra of settings.ini (`pip install "fastmix[compare]"`): module -> package
+COMPARE_NEEDS = {'mnist1d': 'mnist1d', 'imagecorruptions': 'imagecorruptions-imaug'}
+
+def _missing_extras() -> list:
+    "The packages of the `compare` extra that are not installed (a bare `pip install fastmix` has the callbacks only)"
+    return [pkg for mod,pkg in COMPARE_NEEDS.items() if importlib.util.find_spec(mod) is None]
 
 def _import_compare():
     "Import `fastmix.compare.core` (and fastai, torch) without their deprecation warnings on the user's terminal"
@@ -43,7 +50,7 @@ def _add_train_args(c):
                    "mnist1d: convbase (default, the paper's CNN) or convbase_wide")
     c.add_argument('--pretrained', action='store_true', help="start from pretrained weights already in the local cache (nothing is downloaded)")
     c.add_argument('--fine-tune', action='store_true', help="fastai's fine_tune (1 frozen epoch, then --epochs unfrozen) instead of fit_one_cycle")
-    c.add_argument('--epochs', type=int, default=None, help="training epochs per run (default: 8; mnist1d: 20)")
+    c.add_argument('--epochs', type=int, default=None, help="training epochs per run (default: 8; mnist1d: 40)")
     c.add_argument('--seeds', type=int, default=None, help="runs per method, seeds 0..K-1 (default: 2; mnist1d: 5)")
     c.add_argument('--bs', type=int, default=None,
                    help="batch size (default: the largest power of two up to 64 that gives 10 optimizer steps per epoch; mnist1d: 100)")
@@ -97,6 +104,9 @@ def main(argv:list|None=None # the arguments (default: `sys.argv[1:]`)
     p = _parser()
     args = p.parse_args(argv)
     if args.command is None: p.print_help(); return  # `fastmix` alone: its usage, and the commands
+    if missing := _missing_extras():
+        p.exit(2, f"{p.prog} {args.command}: error: needs the compare extra, which is not installed ({', '.join(missing)}): "
+                  f'pip install "fastmix[compare]"\n')
     cmp = _import_compare()
     prog = f"{p.prog} {args.command}"
     show = warnings.showwarning

@@ -4,7 +4,8 @@
 
 # %% ../../nbs/08_compare.ipynb #144b9b27
 from __future__ import annotations
-import errno, json, math, multiprocessing, os, re, shutil, time, warnings
+import errno, json, math, multiprocessing, os, re, shutil, sys, time, warnings
+from dataclasses import dataclass
 try: import fcntl
 except ImportError: fcntl = None  # Windows: the output folder is not locked
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn, Tensor
-from fastprogress.fastprogress import progress_bar
+from fastprogress.fastprogress import progress_bar, IN_NOTEBOOK
 from fastai.basics import *
 from fastai.callback.training import ShortEpochCallback
 from .data import CompareError, CompareData, compare_data, check_value, data_set
@@ -29,7 +30,8 @@ from ..patchup import PatchUp
 
 # %% auto #0
 __all__ = ['METHOD_ALIASES', 'MAX_SIZE', 'OUT_FILES', 'mixing_methods', 'resolve_methods', 'MethodSkipped', 'TrainTimer',
-           'SkipValidate', 'train_run', 'evaluate_run', 'corruption_set', 'RunStore', 'auto_bs', 'check_out', 'compare']
+           'SkipValidate', 'train_run', 'evaluate_run', 'corruption_set', 'RunStore', 'auto_bs', 'check_out', 'Plan',
+           'compare']
 
 # %% ../../nbs/08_compare.ipynb #7a42f43e
 METHOD_ALIASES = {'mixup':'MixUp', 'cutmix':'CutMix', 'manifold':'ManifoldMixup', 'manifoldmixup':'ManifoldMixup',
@@ -96,13 +98,14 @@ def train_run(cb_factory,             # zero-argument factory of a mixing callba
               schedule:str='one_cycle', # 'one_cycle': `fit_one_cycle(epochs, lr)`; 'fine_tune': `fine_tune(epochs, lr)`
               short:bool=False,       # a warm-up: stop after the first few training batches (fastai's `ShortEpochCallback`)
               label_noise:float=0.,   # the share of training labels replaced at random (fixed by `seed`; see `CompareData.dls`)
+              wd:float|None=None,     # weight decay of Adam; None: `make_learner`'s (fastai's 0.01; signals: 0)
              ):
     "Train `arch` from seed `seed` with the callback of `cb_factory`: `(learner, median seconds per training epoch)`"
     device = default_device() if device is None else device
     dls = data.dls(seed, bs, device, label_noise)  # set_seed(seed): the same batches for every method
     timer,skip,started = TrainTimer(),SkipValidate(),_Started()
     own = [timer, skip, started] + ([ShortEpochCallback(pct=.01)] if short else [])
-    learn = make_learner(arch, dls, len(data.vocab), pretrained, own, data.modality, data.shape)  # the weights of `seed`, whatever the method
+    learn = make_learner(arch, dls, len(data.vocab), pretrained, own, data.modality, data.shape, wd)  # the weights of `seed`, whatever the method
     if cb_factory is not None: learn.add_cb(cb_factory())
     with learn.no_bar(), learn.no_logging():
         try:
@@ -433,54 +436,72 @@ def _skip_record(k:str, s:int, reason:str) -> dict:
     return dict(row=dict(method=k, seed=s, status='skipped', reason=reason), curves=[], logits=None, targs=None)
 
 # %% ../../nbs/08_compare.ipynb #448010c1
-def _score(p:float, s:int, k:str, meths:dict, d:CompareData, a:dict, cset:dict|None) -> dict:
-    "Train and score run (label noise `p`, seed `s`, method `k`): its record, or a skipped record if the method refuses"
-    try: learn,sec = train_run(meths.get(k), d, a['arch'], a['epochs'], s, a['bs'], a['lr'], a['device'], a['pretrained'],
-                               a['schedule'], label_noise=p)
+def _score(q:float, s:int, k:str, p:Plan, cset:dict|None) -> dict:
+    "Train and score run (label noise `q`, seed `s`, method `k`) of plan `p`: its record, or a skipped record if the method refuses"
+    d = p.d
+    try: learn,sec = train_run(p.meths.get(k), d, p.arch, p.epochs, s, p.bs, p.lr, p.device, p.pretrained, p.schedule, label_noise=q, wd=p.wd)
     except MethodSkipped as e: return _skip_record(k, s, str(e))
-    if p:  # a run on corrupted labels: its clean test accuracy
-        r = evaluate_run(learn.model, learn.dls.valid, d.lo, d.hi, d.modality, (), (), (), eval_bs=a['eval_bs'])
+    if q:  # a run on corrupted labels: its clean test accuracy
+        r = evaluate_run(learn.model, learn.dls.valid, d.lo, d.hi, d.modality, (), (), (), eval_bs=p.eval_bs)
         return dict(row=dict(method=k, seed=s, status='done', reason='', label_noise_acc=r['acc']), curves=[], logits=None, targs=None)
-    r = evaluate_run(learn.model, learn.dls.valid, d.lo, d.hi, d.modality, a['gauss_levels'], a['sp_levels'],
-                     a['eps_levels'], a['eps'], a['pgd_steps'], cset, a['eval_bs'])
+    r = evaluate_run(learn.model, learn.dls.valid, d.lo, d.hi, d.modality, p.gauss_levels, p.sp_levels, p.eps_levels, p.eps,
+                     p.pgd_steps, cset, p.eval_bs)
     return _run_record(k, s, r, sec)
 
-_WORKER = {}  # the data and methods of the grid, set before the worker processes are forked from this one
+def _score_timed(q:float, s:int, k:str, p:Plan, cset:dict|None) -> tuple:
+    "`(record, seconds)` of `_score`: the run's wall time, training and scoring"
+    t = time.perf_counter(); rec = _score(q, s, k, p, cset)
+    return rec,time.perf_counter() - t
+
+_WORKER = {}  # the plan of the grid (its data and methods), set before the worker processes are forked from this one
 
 def _start_worker(threads:int|None):
     "Set up a forked worker process: `threads` CPU threads (default 1: a run per core), no repeated warnings"
     warnings.simplefilter('ignore')  # the main process has warned already
     torch.set_num_threads(threads or 1)
 
-def _worker_score(p:float, s:int, k:str, a:dict, cset:dict|None) -> dict: return _score(p, s, k, _WORKER['meths'], _WORKER['d'], a, cset)
+def _worker_score(q:float, s:int, k:str, cset:dict|None) -> tuple: return _score_timed(q, s, k, _WORKER['plan'], cset)
+
 
 # %% ../../nbs/08_compare.ipynb #7607cd12
-def _train_grid(todo:list, meths:dict, d:CompareData, stores:dict, a:dict, cset:dict|None, verbose:bool,
-                parallel:int=1, threads:int|None=None) -> dict:
-    "Train and score the (label noise, seed, method) runs of `todo`, `parallel` at a time, saving each as it ends: `{(p, seed, method): record}`"
+def _run_line(job:tuple, rec:dict, sec:float, j:int, n:int) -> str:
+    "One line for a finished run (a log's progress): method, seed, clean accuracy (or why it was skipped), seconds"
+    q,s,k = job
+    r = rec['row']
+    if r['status'] != 'done': what = f"skipped ({r['reason']})"
+    elif q: what = f"clean accuracy {100 * r['label_noise_acc']:.1f}% after training on {100 * q:g}% wrong labels"
+    else: what = f"clean accuracy {100 * r['clean_acc']:.1f}%"
+    return f"{k}, seed {s}{f', label noise {q:g}' if q else ''}: {what}, {sec:.1f} s ({j+1} of {n} runs)"
+
+def _train_grid(todo:list, p:Plan, stores:dict, cset:dict|None, verbose:bool) -> dict:
+    "Train and score the (label noise, seed, method) runs of `todo`, `p.parallel` at a time, saving each as it ends: `{(q, seed, method): record}`"
     recs,skipped,n = {},{},len(todo)
-    # fastprogress's bar, one step per run: its estimate is for the whole remaining grid; it is cleared when the grid ends
-    pb = progress_bar(range(n), leave=False) if verbose and todo else None
-    def done(j, job, rec):
+    # A terminal or a notebook: fastprogress's bar, one step per run, its estimate for the whole remaining grid, cleared when
+    # the grid ends. A log (stdout a file or a pipe): one line per finished run, not a bar's carriage returns on one line.
+    bar = verbose and todo and (IN_NOTEBOOK or getattr(sys.stdout, 'isatty', lambda: False)())
+    pb = progress_bar(range(n), leave=False) if bar else None
+    def done(j, job, rec, sec):
         stores[job[0]].save(job[2], job[1], rec); recs[job] = rec
         if pb is not None:
-            p,s,k = job
-            pb.comment = f"{k}, seed {s}{f', label noise {p:g}' if p else ''} done ({j+1} of {n} runs)"; pb.update(j + 1)
+            q,s,k = job
+            pb.comment = f"{k}, seed {s}{f', label noise {q:g}' if q else ''} done ({j+1} of {n} runs)"; pb.update(j + 1)
+        elif verbose: print(_run_line(job, rec, sec, j, n), flush=True)
     if pb is not None: pb.update(0)
-    if parallel > 1 and n > 1:  # runs in worker processes forked from this one: they have its data and methods already
-        _WORKER.update(d=d, meths=meths)
-        ex = ProcessPoolExecutor(min(parallel, n), mp_context=multiprocessing.get_context('fork'), initializer=_start_worker,
-                                 initargs=(threads,))
+    if p.parallel > 1 and n > 1:  # runs in worker processes forked from this one: they have its data and methods already
+        _WORKER.update(plan=p)
+        ex = ProcessPoolExecutor(min(p.parallel, n), mp_context=multiprocessing.get_context('fork'), initializer=_start_worker,
+                                 initargs=(p.threads,))
         try:
-            futs = {ex.submit(_worker_score, *job, a, cset): job for job in todo}
-            for j,f in enumerate(as_completed(futs)): done(j, futs[f], f.result())
+            futs = {ex.submit(_worker_score, *job, cset): job for job in todo}
+            for j,f in enumerate(as_completed(futs)): done(j, futs[f], *f.result())
         finally: ex.shutdown(wait=False, cancel_futures=True); _WORKER.clear()
     else:
-        for j,(p,s,k) in enumerate(todo):
-            rec = _skip_record(k, s, skipped[k]) if k in skipped else _score(p, s, k, meths, d, a, cset)  # it refused once: again
+        for j,(q,s,k) in enumerate(todo):
+            rec,sec = (_skip_record(k, s, skipped[k]),0.) if k in skipped else _score_timed(q, s, k, p, cset)  # it refused once: again
             if rec['row']['status'] == 'skipped': skipped[k] = rec['row']['reason']
-            done(j, (p, s, k), rec)
+            done(j, (q, s, k), rec, sec)
     return recs
+
 
 # %% ../../nbs/08_compare.ipynb #ad7826b7
 def _collect(jobs:list, recs:dict, trained:set, label_noise:float) -> tuple:
@@ -516,10 +537,62 @@ def _defaults(data, **given) -> dict:
 
 def _shape_text(d:CompareData) -> str: return f"{d.shape[-1]}x{d.shape[-2]}" if d.modality == 'image' else f"length {d.shape[-1]}"
 
+@dataclass
+class Plan:
+    "Everything a comparison runs and records, each argument checked and the data set's defaults filled in (made by `_plan`)"
+    data:str                 # as given: 'digits', 'mnist1d' or a folder
+    d:CompareData            # the data, read
+    out:Path                 # the output folder
+    meths:dict               # method name -> callback factory (`resolve_methods`)
+    arch:str                 # the network, as given or the data's
+    library:str              # its library: 'fastmix', 'torchvision' or 'timm'
+    arch_id:str              # `library/name`: what the key records
+    pretrained:bool; schedule:str; aug:bool
+    size:int|None; limit:int|None
+    epochs:int; seeds:int; lr:float
+    wd:float                 # the weight decay of every run (Adam's; the data's `DataSet.wd`)
+    bs:int                   # the batch size
+    bs_auto:bool             # chosen by `auto_bs`
+    device:torch.device
+    threads:int              # CPU threads of each run
+    parallel:int             # runs trained at once
+    gauss_levels:tuple; sp_levels:tuple; eps:float; eps_levels:tuple; pgd_steps:int
+    corruptions:tuple        # the corruptions measured
+    corruption_images:int    # on this many test examples
+    eval_bs:int              # the batch size of `evaluate_run`
+    label_noise:float        # > 0: the grid again on this share of wrong training labels
+    opt:str='Adam'           # the optimizer of every run (fastai's default; `mnist1d_learner`'s)
+    @property
+    def steps(self) -> int: return self.d.n_train // self.bs  # optimizer steps per epoch
+    @property
+    def total(self) -> int: return self.steps * (self.epochs + (self.schedule == 'fine_tune'))  # per run
+    def key(self) -> dict:
+        "What makes the results: the data, network, training and evaluation settings, and the machine (its last digits)"
+        d = self.d
+        return dict(data=self.data if data_set(self.data).make is not None else str(Path(self.data).resolve()),
+                    data_fingerprint=d.fingerprint, n_train=d.n_train, n_test=d.n_test, size=self.size, limit=self.limit,
+                    aug=self.aug, arch=self.arch_id, pretrained=self.pretrained, schedule=self.schedule, epochs=self.epochs,
+                    bs=self.bs, lr=self.lr, gauss_levels=list(self.gauss_levels), sp_levels=list(self.sp_levels), eps=self.eps,
+                    eps_levels=list(self.eps_levels), pgd_steps=self.pgd_steps, corruptions=list(self.corruptions),
+                    corruption_images=self.corruption_images, machine=machine_facts(self.device, self.threads))
+    def settings(self) -> dict:
+        "What describes the results (`settings.json`'s `settings`, the report's header)"
+        d = self.d
+        s = dict(data=self.data, n_train=d.n_train, n_test=d.n_test, classes=len(d.vocab), modality=d.modality,
+                 shape=list(d.shape), methods=list(self.meths), epochs=self.epochs, seeds=self.seeds, arch=self.arch,
+                 library=self.library, pretrained=self.pretrained, schedule=self.schedule, aug=self.aug, bs=self.bs,
+                 bs_auto=self.bs_auto, steps_per_epoch=self.steps, lr=self.lr, opt=self.opt, wd=self.wd, size=self.size,
+                 device=str(self.device), threads=self.threads, parallel=self.parallel, label_noise=self.label_noise, eps=self.eps,
+                 eps_levels=list(self.eps_levels), pgd_steps=self.pgd_steps, corruptions=list(self.corruptions),
+                 corruption_images=self.corruption_images if self.corruptions else 0, skipped_images=d.skipped)
+        if not self.corruptions: s['corruption_note'] = ("Corruptions: none measured (" + ('the images are under 32 px, the minimum '
+            'of imagecorruptions' if d.modality == 'image' else 'none defined for this data') + ").")
+        return s
+
 def _plan(data, methods, epochs, seeds, arch, out, bs, lr, size, limit, pretrained, schedule, aug, num_workers, bad_images,
           label_noise, eps, eps_levels, pgd_steps, corruptions, corruption_images, gauss_levels, sp_levels, device, threads,
-          parallel) -> dict:
-    "Every argument checked, the data set's defaults filled in, the data read: what `compare` runs and records"
+          parallel) -> Plan:
+    "`compare`'s arguments checked, the data set's defaults filled in, the data read: the `Plan` of the comparison"
     ds = data_set(data)
     v = _defaults(data, arch=arch, epochs=epochs, seeds=seeds, lr=lr, bs=bs, threads=threads, parallel=parallel)
     if size is None and ds.modality == 'image': size = 32
@@ -536,79 +609,71 @@ def _plan(data, methods, epochs, seeds, arch, out, bs, lr, size, limit, pretrain
     if d.n_train < bs:  # fastai drops the incomplete last training batch: not one batch would be trained
         raise CompareError(f"the training split has {d.n_train} examples, fewer than one batch (bs {bs}): nothing would be "
                            f"trained; pass a batch size of {d.n_train} or less (--bs)")
-    epochs,steps,device = v['epochs'],d.n_train // bs,torch.device(default_device() if device is None else device)
+    device = torch.device(default_device() if device is None else device)
     par = check_value(v['parallel'], 'parallel', 0, integer=True) or max(1, min(4, os.cpu_count() or 1))
     if 'fork' not in multiprocessing.get_all_start_methods(): par = 1  # Windows: runs one at a time
     if device.type != 'cpu':
         if parallel: raise CompareError(f"parallel runs are for a CPU; on {device.type} the runs train one at a time (leave --parallel out)")
         par = 1
-    threads = v['threads'] or (1 if par > 1 else torch.get_num_threads())  # each run's: a worker process trains on 1 unless told
     n_cor = min(corruption_images, d.n_test, max(1, 2**29 // max(1, len(names) * len(SEVERITIES) * math.prod(d.shape))))
-    a = dict(arch=v['arch'], epochs=epochs, bs=bs, lr=v['lr'], device=device, pretrained=pretrained, schedule=schedule,
-             gauss_levels=gauss_levels, sp_levels=sp_levels, eps=float(eps), eps_levels=eps_levels, pgd_steps=pgd_steps,
-             eval_bs=max(2 * bs, min(1024, 2**21 // math.prod(d.shape))))
-    key = dict(data=str(data) if ds.make is not None else str(Path(data).resolve()), data_fingerprint=d.fingerprint, n_train=d.n_train, n_test=d.n_test,
-               size=size, limit=limit, aug=aug, arch=f"{lib}/{name}", pretrained=pretrained, schedule=schedule, epochs=epochs,
-               bs=bs, lr=v['lr'], gauss_levels=list(gauss_levels), sp_levels=list(sp_levels), eps=float(eps),
-               eps_levels=list(eps_levels), pgd_steps=pgd_steps, corruptions=list(names), corruption_images=n_cor)
-    key['machine'] = machine_facts(device, threads)  # what decides the last digits: one folder never mixes two machines' runs
-    settings = dict(data=str(data), n_train=d.n_train, n_test=d.n_test, classes=len(d.vocab), modality=d.modality,
-                    shape=list(d.shape), methods=list(meths), epochs=epochs, seeds=v['seeds'], arch=v['arch'], library=lib,
-                    pretrained=pretrained, schedule=schedule, aug=aug, bs=bs, bs_auto=v['bs'] is None, steps_per_epoch=steps,
-                    lr=v['lr'], size=size, device=str(device), threads=threads, parallel=par, label_noise=float(label_noise), eps=float(eps),
-                    eps_levels=list(eps_levels), pgd_steps=pgd_steps, corruptions=list(names),
-                    corruption_images=n_cor if names else 0, skipped_images=d.skipped)
-    if not names: settings['corruption_note'] = (f"Corruptions: none measured ({'the images are under 32 px, the minimum of imagecorruptions' if d.modality == 'image' else 'none defined for this data'}).")
-    return dict(meths=meths, d=d, names=names, a=a, key=key, settings=settings, out=out, seeds=v['seeds'],
-                threads=threads, total=steps * (epochs + (schedule == 'fine_tune')), steps=steps, parallel=par)
+    return Plan(data=str(data), d=d, out=out, meths=meths, arch=v['arch'], library=lib, arch_id=f"{lib}/{name}",
+                pretrained=pretrained, schedule=schedule, aug=aug, size=size, limit=limit, epochs=v['epochs'], seeds=v['seeds'],
+                lr=v['lr'], wd=ds.wd, bs=bs, bs_auto=v['bs'] is None, device=device,
+                threads=v['threads'] or (1 if par > 1 else torch.get_num_threads()),  # each run's: a worker trains on 1 unless told
+                parallel=par, gauss_levels=gauss_levels, sp_levels=sp_levels, eps=float(eps), eps_levels=eps_levels,
+                pgd_steps=pgd_steps, corruptions=names, corruption_images=n_cor,
+                eval_bs=max(2 * bs, min(1024, 2**21 // math.prod(d.shape))), label_noise=float(label_noise))
+
 
 # %% ../../nbs/08_compare.ipynb #ad371d21
-def _run_plan(p:dict, label_noise:float, replace:bool, verbose:bool) -> CompareResult:
-    "Train the runs of plan `p` (from `_plan`) that are not in its folder yet, and write the report there"
-    fd,created = _lock_out(p['out'])  # held until the report is written: no other comparison writes here meanwhile
-    try: return _run_locked(p, label_noise, replace, verbose)
-    finally: _unlock_out(fd, p['out'], created)
+def _run_plan(p:Plan, replace:bool, verbose:bool) -> CompareResult:
+    "Train the runs of plan `p` that are not in its folder yet, and write the report there"
+    fd,created = _lock_out(p.out)  # held until the report is written: no other comparison writes here meanwhile
+    try: return _run_locked(p, replace, verbose)
+    finally: _unlock_out(fd, p.out, created)
 
-def _run_locked(p:dict, label_noise:float, replace:bool, verbose:bool) -> CompareResult:
+def _run_locked(p:Plan, replace:bool, verbose:bool) -> CompareResult:
     "`_run_plan` with the folder held"
-    d,out,a,key,settings,meths = p['d'],p['out'],p['a'],p['key'],p['settings'],p['meths']
+    d,out,key,settings,q = p.d,p.out,p.key(),p.settings(),p.label_noise
     resume = check_out(out, key, replace)
-    if p['total'] < 50:
-        warnings.warn(f"{p['total']} optimizer steps per run ({p['steps']} per epoch of {d.n_train} training examples at batch size "
-                      f"{a['bs']}, {a['epochs']} epoch{'s' if a['epochs'] != 1 else ''}) are too few to train a network: use more epochs (--epochs) or a smaller batch (--bs)")
+    if p.total < 50:
+        warnings.warn(f"{p.total} optimizer steps per run ({p.steps} per epoch of {d.n_train} training examples at batch size "
+                      f"{p.bs}, {p.epochs} epoch{'s' if p.epochs != 1 else ''}) are too few to train a network: use more epochs (--epochs) or a smaller batch (--bs)")
     stores = {0.: RunStore(out, key)}
-    if label_noise: stores[float(label_noise)] = RunStore(out, {**key, 'label_noise': float(label_noise)}, f"-label_noise{label_noise:g}")
-    jobs = [(s, k) for s in range(p['seeds']) for k in ['baseline', *meths]]
-    alljobs = [(q, s, k) for q in stores for s,k in jobs]
+    if q: stores[q] = RunStore(out, {**key, 'label_noise': q}, f"-label_noise{q:g}")
+    jobs = [(s, k) for s in range(p.seeds) for k in ['baseline', *p.meths]]
+    alljobs = [(n, s, k) for n in stores for s,k in jobs]
     recs = {j: r for j in alljobs if resume and (r := stores[j[0]].load(j[2], j[1])) is not None}
     todo = [j for j in alljobs if j not in recs]
     if todo:  # untimed warm-up, and the check that the network trains on this data, before anything is written
-        train_run(None, d, a['arch'], 1, 0, a['bs'], a['lr'], a['device'], a['pretrained'], schedule='one_cycle', short=True)
+        train_run(None, d, p.arch, 1, 0, p.bs, p.lr, p.device, p.pretrained, schedule='one_cycle', short=True, wd=p.wd)
     if not resume: _clear_out(out)  # nothing there, or `replace`: what an earlier comparison wrote goes
     settings['resumed'] = len(alljobs) - len(todo)
-    p['files'] = [f for f in (_read_settings(out)[1] or {}).get('files', []) if (out/f).exists()] if resume else []
-    _write_settings(out, key, settings, p['files'])  # before the first run: an interrupted comparison is recognised
+    files = [f for f in (_read_settings(out)[1] or {}).get('files', []) if (out/f).exists()] if resume else []
+    _write_settings(out, key, settings, files)  # before the first run: an interrupted comparison is recognised
     if verbose:
-        s = p['seeds']
-        print(f"{d!r}, {_shape_text(d)}; {a['arch']} ({settings['library']}{', pretrained' if a['pretrained'] else ', from scratch'}); "
-              f"batch size {a['bs']}{' (chosen: --bs to set it)' if settings['bs_auto'] else ''}, {p['steps']} steps per epoch, "
-              f"{a['epochs']} epoch{'s' if a['epochs'] != 1 else ''}; {s} seed{'s' if s != 1 else ''} x {1 + len(meths)} runs"
-              f"{' x 2 (label noise)' if label_noise else ''}{f', {par} at a time' if (par := p['parallel']) > 1 else ''}: "
+        s = p.seeds
+        print(f"{d!r}, {_shape_text(d)}; {p.arch} ({p.library}{', pretrained' if p.pretrained else ', from scratch'}); "
+              f"batch size {p.bs}{' (chosen: --bs to set it)' if p.bs_auto else ''}, {p.steps} steps per epoch, "
+              f"{p.epochs} epoch{'s' if p.epochs != 1 else ''}; {s} seed{'s' if s != 1 else ''} x {1 + len(p.meths)} runs"
+              f"{' x 2 (label noise)' if q else ''}{f', {p.parallel} at a time' if p.parallel > 1 else ''}: "
               + (f"{len(recs)} of {len(alljobs)} runs already done in {out}, {len(todo)} to train" if recs else f"{len(todo)} runs to train"))
-    cset = corruption_set(d, p['names'], settings['corruption_images'], a['bs']) if any(q == 0 for q,_,_ in todo) else None
-    recs |= _train_grid(todo, meths, d, stores, a, cset, verbose, p['parallel'], p['threads'])
-    return _report(jobs, recs, set(todo), p, float(label_noise), verbose)
+    cset = corruption_set(d, p.corruptions, settings['corruption_images'], p.bs) if any(n == 0 for n,_,_ in todo) else None
+    recs |= _train_grid(todo, p, stores, cset, verbose)
+    return _report(jobs, recs, set(todo), p, key, settings, files, verbose)
+
 
 # %% ../../nbs/08_compare.ipynb #4caf2aeb
-def _report(jobs:list, recs:dict, trained:set, p:dict, label_noise:float, verbose:bool) -> CompareResult:
-    "The result of the finished runs, written into the plan's folder with its settings"
-    out,key,settings = p['out'],p['key'],p['settings']
-    runs,curves,logits,targs = _collect(jobs, recs, trained, label_noise)
+def _report(jobs:list, recs:dict, trained:set, p:Plan, key:dict, settings:dict, files:list, verbose:bool) -> CompareResult:
+    "The result of the finished runs, written into the plan's folder with its `key` and `settings` (and the report `files` kept from before)"
+    out = p.out
+    runs,curves,logits,targs = _collect(jobs, recs, trained, p.label_noise)
     if targs is not None: settings['chance'],settings['chance_margin'] = chance_level(targs)
     res = CompareResult(summarise(runs, curves, settings.get('chance'), settings.get('chance_margin', .05)), runs, curves,
                         logits, targs, out, settings)
-    files = _write_report(res, out)
-    _write_settings(out, key, settings, list(dict.fromkeys(p.get('files', []) + files)))
+    new = _write_report(res, out)
+    _write_settings(out, key, settings, list(dict.fromkeys(files + new)))
+    files = new
     res.files = files + ['settings.json', 'runs/']
     if verbose:
         print(res.table())
@@ -632,7 +697,7 @@ def _write_report(res:CompareResult, out:Path) -> list:
 # %% ../../nbs/08_compare.ipynb #6fce672c
 def compare(data='digits',            # 'digits', 'mnist1d' (see `fastmix.compare.data.DATASETS`), or the path of a folder of class folders
             methods:list|None=None,   # method names (see `resolve_methods`); None: all five
-            epochs:int|None=None,     # training epochs of every run (with fine_tune: after the frozen one); None: the data's (digits 8, mnist1d 20)
+            epochs:int|None=None,     # training epochs of every run (with fine_tune: after the frozen one); None: the data's (`DATASETS`: digits 8, mnist1d `MNIST1D_COMPARE_EPOCHS`)
             seeds:int|None=None,      # runs per method, with seeds 0..seeds-1; None: the data's (digits 2, mnist1d 5)
             arch:str|None=None,       # images: a key of `ARCHS`, a torchvision or timm name; signals: of `SIGNAL_ARCHS`; None: the data's
             out='fastmix_out',        # folder for the results (and `runs/`, the finished runs); nothing is written elsewhere
@@ -657,13 +722,11 @@ def compare(data='digits',            # 'digits', 'mnist1d' (see `fastmix.compar
             device=None,              # None: `default_device()` (the GPU if there is one)
             threads:int|None=None,    # CPU threads while it runs (PyTorch's are restored after); None: the data's (mnist1d 1), or as they are
             parallel:int|None=None,   # runs trained at once, each in a process of its own (CPU only); 0: one per core, at most 4; None: the data's (mnist1d 0, else 1)
-            verbose:bool=True,        # settings, progress bar, and the tables at the end
+            verbose:bool=True,        # settings, progress (a bar, or a line per run when stdout is not a terminal), the tables
            ) -> CompareResult:
     "Train the baseline and each method from each seed; measure accuracy, robustness, calibration and cost; write to `out`"
-    p = _plan(data, methods, epochs, seeds, arch, out, bs, lr, size, limit, pretrained, schedule, aug, num_workers, bad_images,
-              label_noise, eps, eps_levels, pgd_steps, corruptions, corruption_images, gauss_levels, sp_levels, device, threads,
-              parallel)
+    p = _plan(**{k: v for k,v in locals().items() if k not in ('replace', 'verbose')})  # the other arguments, by name
     before = torch.get_num_threads()
-    if p['threads']: torch.set_num_threads(p['threads'])
-    try: return _run_plan(p, label_noise, replace, verbose)
+    if p.threads: torch.set_num_threads(p.threads)
+    try: return _run_plan(p, replace, verbose)
     finally: torch.set_num_threads(before)

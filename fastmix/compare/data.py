@@ -336,10 +336,12 @@ class DataSet:
     seeds:int=2                   # runs per method
     threads:int|None=None         # CPU threads of the training; None: as PyTorch has them
     parallel:int=1                # runs trained at once, each in its own process (on a CPU); 0: one per core, at most 4
+    wd:float=1e-2                 # weight decay of every run's optimizer, Adam (fastai's default: 0.01, decoupled)
 
 FOLDER = DataSet(None)  # a folder of images
 DATASETS = {'digits': DataSet(_digits_data),
-            'mnist1d': DataSet(_mnist1d_data, 'signal', 'convbase', MNIST1D_COMPARE_EPOCHS, MNIST1D_LR, MNIST1D_BS, seeds=5, threads=1, parallel=0)}
+            'mnist1d': DataSet(_mnist1d_data, 'signal', 'convbase', MNIST1D_COMPARE_EPOCHS, MNIST1D_LR, MNIST1D_BS, seeds=5, threads=1, parallel=0,
+                               wd=0.)}  # the paper's training: Adam without weight decay (`mnist1d_learner`)
 
 def data_set(data) -> DataSet:
     "The `DataSet` of `data`: its entry in `DATASETS`, or `FOLDER` for a path"

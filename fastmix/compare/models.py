@@ -128,12 +128,13 @@ def make_learner(arch:str,            # see `resolve_arch`
                  cbs=None,            # callbacks of the run
                  modality:str='image',# what the inputs are (`CompareData.modality`)
                  shape:tuple|None=None, # the shape of one input (signals: their length sizes the network)
+                 wd:float|None=None,  # weight decay of Adam; None: fastai's (0.01), or `mnist1d_learner`'s for signals (0)
                 ) -> Learner:
     "A `Learner` for `arch` on `dls` with cross-entropy and accuracy; the model is built from the current random state"
     lib,name = resolve_arch(arch, modality)
-    kw = dict(loss_func=CrossEntropyLossFlat(), metrics=accuracy, cbs=cbs)
+    kw = dict(loss_func=CrossEntropyLossFlat(), metrics=accuracy, cbs=cbs, wd=wd)
     if pretrained: check_pretrained(arch, modality)
-    if modality == 'signal': return mnist1d_learner(dls, SIGNAL_ARCHS[name](n_out, shape), cbs=cbs)  # Adam, no weight decay
+    if modality == 'signal': return mnist1d_learner(dls, SIGNAL_ARCHS[name](n_out, shape), cbs=cbs, **({} if wd is None else {'wd': wd}))  # Adam
     if lib == 'fastmix':
         return Learner(dls, ARCHS[name](n_out), **kw)
     if lib == 'torchvision':

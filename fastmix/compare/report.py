@@ -363,9 +363,10 @@ def _settings_line(s:dict) -> str:
     shape = f"signals of length {s['shape'][-1]}" if s.get('modality') == 'signal' else f"{s['size']}x{s['size']}"
     threads = f", {s['threads']} CPU thread{'s' if s['threads'] != 1 else ''}" if s.get('threads') else ''
     if s.get('parallel', 1) > 1: threads += f"{' each' if threads else ''}, {s['parallel']} runs at a time"
+    opt = f", {s.get('opt', 'Adam')} with weight decay {s['wd']:g} for every method" if 'wd' in s else ''  # (older results: not recorded)
     return (f"Data: {s['data']} ({s['n_train']} training, {s['n_test']} test examples, {s['classes']} classes, {shape}"
             f"{', aug_transforms' if s.get('aug') else ''}); network: {s['arch']} ({s['library']}"
-            f"{', pretrained' if s.get('pretrained') else ', from scratch'}); {s['epochs']} epochs {sched}), lr {s['lr']:g}, "
+            f"{', pretrained' if s.get('pretrained') else ', from scratch'}); {s['epochs']} epochs {sched}), lr {s['lr']:g}{opt}, "
             f"{bs}; seeds 0..{s['seeds']-1}; device: {s['device']}{threads}.\n")
 
 def write_report(res:CompareResult) -> list:
