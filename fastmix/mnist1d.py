@@ -23,7 +23,7 @@ _CACHE = {}
 def _mnist1d():
     "The `mnist1d.data` module, or an `ImportError` that says how to install it"
     try: import mnist1d.data
-    except ImportError: raise ImportError("MNIST-1D needs the `mnist1d` package: pip install mnist1d") from None
+    except ImportError: raise ImportError('MNIST-1D needs the `mnist1d` package, part of the compare extra: pip install "fastmix[compare]" (or pip install mnist1d)') from None
     return mnist1d.data
 
 def mnist1d_args(seed:int=42,       # the data set's seed (42: the published data set)
