@@ -566,29 +566,35 @@ class Plan:
     def steps(self) -> int: return self.d.n_train // self.bs  # optimizer steps per epoch
     @property
     def total(self) -> int: return self.steps * (self.epochs + (self.schedule == 'fine_tune'))  # per run
-    def key(self) -> dict:
-        "What makes the results: the data, network, training and evaluation settings, and the machine (its last digits)"
-        d = self.d
-        return dict(data=self.data if data_set(self.data).make is not None else str(Path(self.data).resolve()),
-                    data_fingerprint=d.fingerprint, n_train=d.n_train, n_test=d.n_test, size=self.size, limit=self.limit,
-                    aug=self.aug, arch=self.arch_id, pretrained=self.pretrained, schedule=self.schedule, epochs=self.epochs,
-                    bs=self.bs, lr=self.lr, gauss_levels=list(self.gauss_levels), sp_levels=list(self.sp_levels), eps=self.eps,
-                    eps_levels=list(self.eps_levels), pgd_steps=self.pgd_steps, corruptions=list(self.corruptions),
-                    corruption_images=self.corruption_images, machine=machine_facts(self.device, self.threads))
-    def settings(self) -> dict:
-        "What describes the results (`settings.json`'s `settings`, the report's header)"
-        d = self.d
-        s = dict(data=self.data, n_train=d.n_train, n_test=d.n_test, classes=len(d.vocab), modality=d.modality,
-                 shape=list(d.shape), methods=list(self.meths), epochs=self.epochs, seeds=self.seeds, arch=self.arch,
-                 library=self.library, pretrained=self.pretrained, schedule=self.schedule, aug=self.aug, bs=self.bs,
-                 bs_auto=self.bs_auto, steps_per_epoch=self.steps, lr=self.lr, opt=self.opt, wd=self.wd, size=self.size,
-                 device=str(self.device), threads=self.threads, parallel=self.parallel, label_noise=self.label_noise, eps=self.eps,
-                 eps_levels=list(self.eps_levels), pgd_steps=self.pgd_steps, corruptions=list(self.corruptions),
-                 corruption_images=self.corruption_images if self.corruptions else 0, skipped_images=d.skipped)
-        if not self.corruptions: s['corruption_note'] = ("Corruptions: none measured (" + ('the images are under 32 px, the minimum '
-            'of imagecorruptions' if d.modality == 'image' else 'none defined for this data') + ").")
-        return s
 
+# %% ../../nbs/08_compare.ipynb #baaab140
+@patch
+def key(self:Plan) -> dict:
+    "What makes the results: the data, network, training and evaluation settings, and the machine (its last digits)"
+    d = self.d
+    return dict(data=self.data if data_set(self.data).make is not None else str(Path(self.data).resolve()),
+                data_fingerprint=d.fingerprint, n_train=d.n_train, n_test=d.n_test, size=self.size, limit=self.limit,
+                aug=self.aug, arch=self.arch_id, pretrained=self.pretrained, schedule=self.schedule, epochs=self.epochs,
+                bs=self.bs, lr=self.lr, gauss_levels=list(self.gauss_levels), sp_levels=list(self.sp_levels), eps=self.eps,
+                eps_levels=list(self.eps_levels), pgd_steps=self.pgd_steps, corruptions=list(self.corruptions),
+                corruption_images=self.corruption_images, machine=machine_facts(self.device, self.threads))
+
+@patch
+def settings(self:Plan) -> dict:
+    "What describes the results (`settings.json`'s `settings`, the report's header)"
+    d = self.d
+    s = dict(data=self.data, n_train=d.n_train, n_test=d.n_test, classes=len(d.vocab), modality=d.modality,
+             shape=list(d.shape), methods=list(self.meths), epochs=self.epochs, seeds=self.seeds, arch=self.arch,
+             library=self.library, pretrained=self.pretrained, schedule=self.schedule, aug=self.aug, bs=self.bs,
+             bs_auto=self.bs_auto, steps_per_epoch=self.steps, lr=self.lr, opt=self.opt, wd=self.wd, size=self.size,
+             device=str(self.device), threads=self.threads, parallel=self.parallel, label_noise=self.label_noise, eps=self.eps,
+             eps_levels=list(self.eps_levels), pgd_steps=self.pgd_steps, corruptions=list(self.corruptions),
+             corruption_images=self.corruption_images if self.corruptions else 0, skipped_images=d.skipped)
+    if not self.corruptions: s['corruption_note'] = ("Corruptions: none measured (" + ('the images are under 32 px, the minimum '
+        'of imagecorruptions' if d.modality == 'image' else 'none defined for this data') + ").")
+    return s
+
+# %% ../../nbs/08_compare.ipynb #ad95fdc5
 def _plan(data, methods, epochs, seeds, arch, out, bs, lr, size, limit, pretrained, schedule, aug, num_workers, bad_images,
           label_noise, eps, eps_levels, pgd_steps, corruptions, corruption_images, gauss_levels, sp_levels, device, threads,
           parallel) -> Plan:
@@ -623,7 +629,6 @@ def _plan(data, methods, epochs, seeds, arch, out, bs, lr, size, limit, pretrain
                 parallel=par, gauss_levels=gauss_levels, sp_levels=sp_levels, eps=float(eps), eps_levels=eps_levels,
                 pgd_steps=pgd_steps, corruptions=names, corruption_images=n_cor,
                 eval_bs=max(2 * bs, min(1024, 2**21 // math.prod(d.shape))), label_noise=float(label_noise))
-
 
 # %% ../../nbs/08_compare.ipynb #ad371d21
 def _run_plan(p:Plan, replace:bool, verbose:bool) -> CompareResult:
