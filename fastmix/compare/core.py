@@ -567,7 +567,7 @@ class Plan:
     @property
     def total(self) -> int: return self.steps * (self.epochs + (self.schedule == 'fine_tune'))  # per run
 
-# %% ../../nbs/08_compare.ipynb #baaab140
+# %% ../../nbs/08_compare.ipynb #9ab8208f
 @patch
 def key(self:Plan) -> dict:
     "What makes the results: the data, network, training and evaluation settings, and the machine (its last digits)"
@@ -594,7 +594,7 @@ def settings(self:Plan) -> dict:
         'of imagecorruptions' if d.modality == 'image' else 'none defined for this data') + ").")
     return s
 
-# %% ../../nbs/08_compare.ipynb #ad95fdc5
+# %% ../../nbs/08_compare.ipynb #2ae7ebb4
 def _plan(data, methods, epochs, seeds, arch, out, bs, lr, size, limit, pretrained, schedule, aug, num_workers, bad_images,
           label_noise, eps, eps_levels, pgd_steps, corruptions, corruption_images, gauss_levels, sp_levels, device, threads,
           parallel) -> Plan:
